@@ -1,0 +1,5 @@
+//! Subcommand bodies, one file per area. Each returns the process exit code.
+
+pub mod engine;
+pub mod models;
+pub mod style;

@@ -1,0 +1,1 @@
+//! Model architectures (placeholder: being written)

@@ -1,0 +1,12 @@
+//! brandvoice drafts customer replies in a brand's voice with a small local
+//! language model, checks them against the brand's style guide, and scores
+//! them for tone consistency.
+//!
+//! The library holds everything; `src/main.rs` is a thin CLI over it, and the
+//! HTTP server (later) is another thin layer. One folder per concern:
+//! `engine` runs GGUF models on candle, `models` provisions weights from
+//! package registries, `style` is the brand guide and rule engine.
+
+pub mod engine;
+pub mod models;
+pub mod style;

@@ -1,0 +1,65 @@
+//! The `brandvoice` command line: a thin layer over the library. Each
+//! subcommand's arguments and body live in `src/cli/<area>.rs`; this file only
+//! parses and dispatches, and turns errors into exit codes.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "brandvoice", version, about = "Draft customer replies in a brand's voice with a local model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List, fetch and locate models (`models list | pull NAME | path NAME`).
+    #[command(subcommand)]
+    Models(cli::models::ModelsCommand),
+    /// Print the token ids of a text as a JSON array (no BOS, special tokens parsed).
+    Tokenize(cli::engine::TokenizeArgs),
+    /// Render a conversation with the model's chat template.
+    Template(cli::engine::TemplateArgs),
+    /// Generate text from a prompt.
+    Generate(cli::engine::GenerateArgs),
+    /// Measure prompt and generation speed.
+    Bench(cli::engine::BenchArgs),
+    /// Check brand style guides.
+    #[command(subcommand)]
+    Guide(cli::style::GuideCommand),
+    /// Lint a reply against a brand's guide, a channel and a mood.
+    Lint(cli::style::LintArgs),
+    /// Apply the mechanical fixes to a reply and print the fixed text.
+    Fix(cli::style::FixArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BRANDVOICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Models(c) => cli::models::run(c),
+        Command::Tokenize(a) => cli::engine::tokenize(a),
+        Command::Template(a) => cli::engine::template(a),
+        Command::Generate(a) => cli::engine::generate(a),
+        Command::Bench(a) => cli::engine::bench(a),
+        Command::Guide(c) => cli::style::guide(c),
+        Command::Lint(a) => cli::style::lint(a),
+        Command::Fix(a) => cli::style::fix(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Brand style guides and the rule engine (placeholder: being written)
