@@ -122,12 +122,6 @@ impl GgufFile {
             },
         };
         let data_start = content.tensor_data_offset;
-        if data_start > file_len {
-            return Err(bad(path, format!(
-                "truncated: tensor data should start at byte {data_start} but the file is {file_len} bytes"
-            )));
-        }
-
         let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
         for (name, info) in content.tensor_infos.iter() {
             let dims = info.shape.dims().to_vec();

@@ -2,10 +2,11 @@
 //!
 //! Derived from candle-transformers 0.11.1 `models/quantized_gemma3.rs`
 //! (MIT/Apache-2.0, © the candle authors). Fixes and changes:
-//! - **multi-token forward at a position > 0**: candle built a (s, s) mask and
-//!   padded it with a zero *f32* block that it then compared as u32, so a
-//!   prefix-cached prompt went wrong; the mask here is built for the absolute
-//!   positions of queries and keys (`layers::build_mask`);
+//! - **multi-token forward at a position > 0**: candle built an (s, s) mask
+//!   and padded the prefix columns with zeros — which in its convention mean
+//!   "hidden" — as f32 next to a u32 mask, so a prefix-cached prompt failed;
+//!   here each query attends to exactly the keys its absolute position allows
+//!   (`layers::attention`);
 //! - **sliding window**: sliding layers attend to the last
 //!   `gemma3.attention.sliding_window` positions, with llama.cpp's rule (key
 //!   p0 is hidden from query p1 when p1 − p0 ≥ window; candle let one more
@@ -28,7 +29,7 @@
 //! Q/K RMS norms before rope, post-attention and post-FFN norms, NEOX rope,
 //! final norm then the tied output, no logit soft-capping in the iSWA path.
 
-use super::layers::{attention, linear, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
+use super::layers::{attention, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
 use super::llama::output_weight;
 use super::{common, rope_freq_scale};
 use crate::engine::error::Result;
@@ -58,7 +59,7 @@ pub struct Gemma3Block {
     head_dim: usize,
     /// `Some(w)` on sliding (local) layers.
     window: Option<usize>,
-    attn_scale: f64,
+    attn_scale: f32,
     rope: Rope,
 }
 
@@ -69,13 +70,12 @@ impl Block for Gemma3Block {
         let q = self.wq.forward(&h)?.reshape((b, s, self.n_head, self.head_dim))?;
         let k = self.wk.forward(&h)?.reshape((b, s, self.n_kv_head, self.head_dim))?;
         let v = self.wv.forward(&h)?.reshape((b, s, self.n_kv_head, self.head_dim))?;
-        let q = self.q_norm.forward(&q)?.transpose(1, 2)?.contiguous()?;
-        let k = self.k_norm.forward(&k)?.transpose(1, 2)?.contiguous()?;
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let q = self.rope.apply(&q, pos)?;
-        let k = self.rope.apply(&k, pos)?;
-        let (k, v) = kv.append(&k, &v)?;
-        let y = attention(&q, &k, &v, pos, self.window, self.attn_scale)?;
+        let mut q = to_vec(&self.q_norm.forward(&q)?)?;
+        let mut k = to_vec(&self.k_norm.forward(&k)?)?;
+        self.rope.apply(&mut q, b, s, self.n_head, pos)?;
+        self.rope.apply(&mut k, b, s, self.n_kv_head, pos)?;
+        kv.append(&k, &to_vec(&v)?, b, s)?;
+        let y = attention(&q, kv, b, s, self.n_head, self.n_kv_head, self.head_dim, pos, self.window, self.attn_scale)?;
         let y = self.post_attn_norm.forward(&self.wo.forward(&y)?)?;
         let x = (x + y)?;
         let h = self.ffn_norm.forward(&x)?;
@@ -121,9 +121,9 @@ pub fn load(g: &GgufFile, opts: &LoadOptions) -> Result<Box<dyn CausalLm>> {
     let sliding = sliding_layers(g, info.n_layer)?;
     let (nh, nkv, hd, dim) = (info.n_head, info.n_kv_head, info.head_dim, info.embedding_length);
     let attn_scale = if info.n_layer == 62 {
-        1.0 / ((dim / nh) as f64).sqrt()
+        1.0 / ((dim / nh) as f32).sqrt()
     } else {
-        1.0 / (hd as f64).sqrt()
+        1.0 / (hd as f32).sqrt()
     };
     let global_base = g.get_f64_or("gemma3.rope.freq_base", 1_000_000.0)?;
     let local_base = g.get_f64_or("gemma3.rope.local_freq_base", 10_000.0)?;

@@ -12,18 +12,19 @@
 //! architecture file keeps only what is its own: metadata keys, tensor names
 //! and the per-layer forward.
 //!
-//! KV cache layout: per layer, K and V of shape (batch, n_kv_head, capacity,
-//! head_dim), grown in chunks of [`KV_CHUNK`] positions and written in place
-//! with `slice_set`; attention reads a `narrow`ed view, so a decoding step
-//! copies only the new position. GQA does not repeat K/V: the query heads that
-//! share a KV head are folded into the query-row dimension of one matmul.
+//! KV cache layout: per layer, plain vectors [position][sequence][kv_head·head_dim]
+//! with capacity reserved in [`KV_CHUNK`]-position steps, so a decoding step
+//! appends one position and rolling back is a truncate. Values are rounded to
+//! f16 precision on the way in, as llama.cpp's default f16 cache does.
+//! Attention is our own loop over each query's visible keys (see
+//! [`attention`] for why), GQA without copying K/V per query head.
 
 use super::super::error::{EngineError, Result};
 use super::super::gguf::{AlignedBytes, GgufFile};
 use super::super::model::{CausalLm, ModelInfo};
 use super::super::qlinear::QLinear;
 use candle_core::quantized::{ggml_file, GgmlDType};
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{Device, IndexOp, Tensor};
 use memmap2::Mmap;
 use std::sync::Arc;
 
@@ -106,13 +107,14 @@ pub enum RopeStyle {
     Neox,
 }
 
-/// cos/sin tables (max_positions, head_dim/2), built once per distinct
-/// (base, scale) and shared by every layer that uses them (Tensor clones share
-/// storage). Sized to the configured context, not the model's training maximum.
+/// cos/sin tables [position][head_dim/2], built once per distinct
+/// (base, scale) and shared by every layer that uses them (`Arc`). Sized to
+/// the configured context, not the model's training maximum.
 #[derive(Clone)]
 pub struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    half: usize,
     style: RopeStyle,
     max_positions: usize,
 }
@@ -122,28 +124,23 @@ impl Rope {
     /// rotated as if it were p × freq_scale.
     pub fn new(head_dim: usize, base: f64, freq_scale: f64, style: RopeStyle, max_positions: usize) -> Result<Self> {
         let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half).map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        // θ_i = base^(−2i/d), computed in f32 like ggml's rope.
+        let inv: Vec<f32> = (0..half).map(|i| (base as f32).powf(-2.0 * i as f32 / head_dim as f32)).collect();
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
         for p in 0..max_positions {
-            let p = (p as f64 * freq_scale) as f32;
+            let p = p as f32 * freq_scale as f32;
             for &f in &inv {
                 let a = p * f;
                 cos.push(a.cos());
                 sin.push(a.sin());
             }
         }
-        Ok(Self {
-            cos: Tensor::from_vec(cos, (max_positions, half), &Device::Cpu)?,
-            sin: Tensor::from_vec(sin, (max_positions, half), &Device::Cpu)?,
-            style,
-            max_positions,
-        })
+        Ok(Self { cos: Arc::new(cos), sin: Arc::new(sin), half, style, max_positions })
     }
 
-    /// x: (b, h, s, d) contiguous, positions pos..pos+s.
-    pub fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
-        let s = x.dim(2)?;
+    /// Rotates `x` in place: layout [b][s][heads][head_dim], positions pos..pos+s.
+    pub fn apply(&self, x: &mut [f32], b: usize, s: usize, heads: usize, pos: usize) -> Result<()> {
         if pos + s > self.max_positions {
             return Err(gen_err(format!(
                 "position {} is past the configured context of {} tokens",
@@ -151,26 +148,59 @@ impl Rope {
                 self.max_positions
             )));
         }
-        let cos = self.cos.narrow(0, pos, s)?;
-        let sin = self.sin.narrow(0, pos, s)?;
-        let x = x.contiguous()?;
-        Ok(match self.style {
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
-            RopeStyle::Neox => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
-        })
+        let (half, d) = (self.half, 2 * self.half);
+        if x.len() != b * s * heads * d {
+            return Err(gen_err(format!("rope: {} values for {b}×{s}×{heads}×{d}", x.len())));
+        }
+        for (r, row) in x.chunks_exact_mut(d).enumerate() {
+            let t = (r / heads) % s;
+            let c = &self.cos[(pos + t) * half..(pos + t + 1) * half];
+            let sn = &self.sin[(pos + t) * half..(pos + t + 1) * half];
+            match self.style {
+                RopeStyle::Interleaved => {
+                    for i in 0..half {
+                        let (x0, x1) = (row[2 * i], row[2 * i + 1]);
+                        row[2 * i] = x0 * c[i] - x1 * sn[i];
+                        row[2 * i + 1] = x0 * sn[i] + x1 * c[i];
+                    }
+                }
+                RopeStyle::Neox => {
+                    for i in 0..half {
+                        let (x0, x1) = (row[i], row[i + half]);
+                        row[i] = x0 * c[i] - x1 * sn[i];
+                        row[i + half] = x0 * sn[i] + x1 * c[i];
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 // ---------------------------------------------------------------- kv cache
 
-/// One layer's cached keys and values.
-#[derive(Default)]
+/// Rounds values to f16 precision (kept in f32 storage): llama.cpp's default
+/// KV cache type is f16 and it converts Q to f16 for the K·Q dot product, so
+/// this is what greedy parity with it needs.
+fn round_f16(src: &[f32], dst: &mut Vec<f32>) {
+    use half::slice::HalfFloatSliceExt;
+    let mut h = vec![half::f16::ZERO; src.len()];
+    h.convert_from_f32_slice(src);
+    let at = dst.len();
+    dst.resize(at + src.len(), 0.0);
+    h.convert_to_f32_slice(&mut dst[at..]);
+}
+
+/// One layer's cached keys and values, layout [position][sequence][kv_head·head_dim],
+/// so growing the cache appends at the end (capacity is reserved in
+/// [`KV_CHUNK`]-position steps) and rolling back is `Vec::truncate`.
+#[derive(Default, Clone)]
 pub struct KvCache {
-    k: Option<Tensor>,
-    v: Option<Tensor>,
+    k: Vec<f32>,
+    v: Vec<f32>,
     len: usize,
-    cap: usize,
     batch: usize,
+    row: usize,
 }
 
 impl KvCache {
@@ -183,164 +213,175 @@ impl KvCache {
     }
 
     pub fn batch(&self) -> usize {
-        if self.k.is_some() { self.batch } else { 1 }
+        self.batch.max(1)
     }
 
     pub fn bytes(&self) -> usize {
-        match &self.k {
-            Some(k) => 2 * k.elem_count() * 4,
-            None => 0,
-        }
+        (self.k.capacity() + self.v.capacity()) * 4
     }
 
-    /// Appends k, v (b, h, s, d) and returns views of everything cached.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (b, h, s, d) = k.dims4()?;
-        let need = self.len + s;
-        if self.k.is_none() || need > self.cap || self.batch != b {
-            if self.k.is_some() && self.batch != b {
-                return Err(gen_err(format!("KV cache holds {} sequences, got a batch of {b}", self.batch)));
-            }
-            let cap = need.div_ceil(KV_CHUNK) * KV_CHUNK;
-            let nk = Tensor::zeros((b, h, cap, d), DType::F32, &Device::Cpu)?;
-            let nv = Tensor::zeros((b, h, cap, d), DType::F32, &Device::Cpu)?;
-            if let (Some(ok), Some(ov)) = (&self.k, &self.v) {
-                if self.len > 0 {
-                    nk.slice_set(&ok.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                    nv.slice_set(&ov.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                }
-            }
-            self.k = Some(nk);
-            self.v = Some(nv);
-            self.cap = cap;
-            self.batch = b;
+    /// Appends k, v laid out [b][s][row] (row = kv_heads·head_dim).
+    pub fn append(&mut self, k: &[f32], v: &[f32], b: usize, s: usize) -> Result<()> {
+        if b == 0 || s == 0 || k.len() != v.len() || k.len() % (b * s) != 0 {
+            return Err(gen_err(format!("KV append: {} values for batch {b} × {s} positions", k.len())));
         }
-        let (ck, cv) = match (&self.k, &self.v) {
-            (Some(k), Some(v)) => (k, v),
-            _ => return Err(gen_err("KV cache not allocated")),
-        };
-        ck.slice_set(&k.contiguous()?, 2, self.len)?;
-        cv.slice_set(&v.contiguous()?, 2, self.len)?;
-        self.len = need;
-        Ok((ck.narrow(2, 0, need)?, cv.narrow(2, 0, need)?))
+        let row = k.len() / (b * s);
+        if self.len == 0 {
+            self.batch = b;
+            self.row = row;
+        } else if self.batch != b || self.row != row {
+            return Err(gen_err(format!("KV cache holds {} sequences, got a batch of {b}", self.batch)));
+        }
+        let need = (self.len + s) * b * row;
+        if self.k.capacity() < need {
+            let cap = (self.len + s).div_ceil(KV_CHUNK) * KV_CHUNK * b * row;
+            self.k.reserve_exact(cap - self.k.len());
+            self.v.reserve_exact(cap - self.v.len());
+        }
+        for t in 0..s {
+            for bi in 0..b {
+                let at = (bi * s + t) * row;
+                round_f16(&k[at..at + row], &mut self.k);
+                round_f16(&v[at..at + row], &mut self.v);
+            }
+        }
+        self.len += s;
+        Ok(())
     }
 
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        if len < self.len {
+            self.len = len;
+            self.k.truncate(len * self.batch * self.row);
+            self.v.truncate(len * self.batch * self.row);
+        }
     }
 
     pub fn reset(&mut self) {
         *self = Self::default();
     }
 
-    /// A deep copy holding exactly the cached positions (storage is not shared:
-    /// `append` writes in place).
-    pub fn deep_clone(&self) -> Result<Self> {
-        match (&self.k, &self.v) {
-            (Some(k), Some(v)) if self.len > 0 => Ok(Self {
-                k: Some(k.narrow(2, 0, self.len)?.copy()?.contiguous()?),
-                v: Some(v.narrow(2, 0, self.len)?.copy()?.contiguous()?),
-                len: self.len,
-                cap: self.len,
-                batch: self.batch,
-            }),
-            _ => Ok(Self::default()),
-        }
-    }
-
     /// Replicates a batch-1 cache into `n` sequences.
     pub fn fork(&mut self, n: usize) -> Result<()> {
-        if let (Some(k), Some(v)) = (&self.k, &self.v) {
-            if self.batch != 1 {
-                return Err(gen_err(format!("fork_batch needs a single-sequence cache, it holds {}", self.batch)));
-            }
-            let cap = (self.len + 1).div_ceil(KV_CHUNK) * KV_CHUNK;
-            let mut fk = Vec::with_capacity(n);
-            let mut fv = Vec::with_capacity(n);
-            let k0 = k.narrow(2, 0, self.len)?.contiguous()?;
-            let v0 = v.narrow(2, 0, self.len)?.contiguous()?;
-            let (_, h, _, d) = k0.dims4()?;
-            let nk = Tensor::zeros((1, h, cap, d), DType::F32, &Device::Cpu)?;
-            let nv = Tensor::zeros((1, h, cap, d), DType::F32, &Device::Cpu)?;
-            nk.slice_set(&k0, 2, 0)?;
-            nv.slice_set(&v0, 2, 0)?;
-            for _ in 0..n {
-                fk.push(&nk);
-                fv.push(&nv);
-            }
-            self.k = Some(Tensor::cat(&fk, 0)?);
-            self.v = Some(Tensor::cat(&fv, 0)?);
-            self.cap = cap;
-            self.batch = n;
+        if self.len == 0 || n == 1 {
+            return Ok(());
         }
+        if self.batch != 1 {
+            return Err(gen_err(format!("fork_batch needs a single-sequence cache, it holds {}", self.batch)));
+        }
+        let row = self.row;
+        let cap = (self.len + 1).div_ceil(KV_CHUNK) * KV_CHUNK * n * row;
+        let rep = |src: &[f32]| {
+            let mut out = Vec::with_capacity(cap);
+            for p in src.chunks_exact(row) {
+                for _ in 0..n {
+                    out.extend_from_slice(p);
+                }
+            }
+            out
+        };
+        self.k = rep(&self.k);
+        self.v = rep(&self.v);
+        self.batch = n;
         Ok(())
     }
 }
 
 // ---------------------------------------------------------------- attention
 
-/// Additive mask (s, kv_len) for queries at pos..pos+s over keys
-/// kv_start..pos+s: -inf where the key is in the future or, with a window,
-/// `window` or more positions back (llama.cpp's `p1 - p0 >= n_swa`).
-pub fn build_mask(s: usize, pos: usize, kv_start: usize, window: Option<usize>) -> Result<Tensor> {
-    let kv_len = pos + s - kv_start;
-    let mut m = vec![0f32; s * kv_len];
-    for i in 0..s {
-        let qp = pos + i;
-        for j in 0..kv_len {
-            let kp = kv_start + j;
-            let masked = kp > qp || window.is_some_and(|w| qp - kp >= w);
-            if masked {
-                m[i * kv_len + j] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    Ok(Tensor::from_vec(m, (s, kv_len), &Device::Cpu)?)
-}
-
-/// The first cached position a layer with `window` needs for queries from `pos`.
-pub fn window_start(pos: usize, window: Option<usize>) -> usize {
+/// The first position a query at `p` sees: `window` positions back at most
+/// (llama.cpp masks key p0 for query p1 when p1 − p0 ≥ n_swa).
+pub fn window_start(p: usize, window: Option<usize>) -> usize {
     match window {
-        Some(w) if pos + 1 > w => pos + 1 - w,
+        Some(w) if p + 1 > w => p + 1 - w,
         _ => 0,
     }
 }
 
-/// Grouped-query attention. q (b, n_head, s, d); k, v (b, n_kv, L, d) where
-/// the last key is at absolute position pos + s - 1. Returns (b, s, n_head·d).
+/// Dot product with a fixed summation order (8 lanes, then the lanes in
+/// order), independent of how many rows or keys are processed together.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = 0f32;
+    for (x, y) in ta.iter().zip(tb) {
+        s += x * y;
+    }
+    acc.iter().sum::<f32>() + s
+}
+
+/// Causal grouped-query attention over the cache, one query row at a time.
+///
+/// Hand-written rather than two batched matmuls because the result for a
+/// query must not depend on how many queries or keys are processed together:
+/// a batched matmul + masked softmax sums in a shape-dependent order, and
+/// the tiny differences flip int8 rounding in the next quantized matmul,
+/// which moved logits by 0.2 between "prefix then suffix" and "all at once".
+/// Here each query visits exactly the keys it may see (causal, and the
+/// sliding window when `window` is set) in position order.
+///
+/// q: [b][s][n_head][d] (f32, queries at pos..pos+s); returns (b, s, n_head·d).
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    q: &[f32],
+    kv: &KvCache,
+    b: usize,
+    s: usize,
+    n_head: usize,
+    n_kv: usize,
+    d: usize,
     pos: usize,
     window: Option<usize>,
-    scale: f64,
+    scale: f32,
 ) -> Result<Tensor> {
-    let (b, n_head, s, d) = q.dims4()?;
-    let n_kv = k.dim(1)?;
-    let total = k.dim(2)?;
-    let r = n_head / n_kv;
-    let kv_start = window_start(pos, window);
-    let (k, v) = if kv_start > 0 {
-        (k.narrow(2, kv_start, total - kv_start)?, v.narrow(2, kv_start, total - kv_start)?)
-    } else {
-        (k.clone(), v.clone())
-    };
-    let kv_len = total - kv_start;
-    // Query heads sharing a KV head are adjacent: fold them into rows.
-    let q = q.contiguous()?.reshape((b, n_kv, r * s, d))?;
-    let mut att = q.matmul(&k.t()?)?;
-    if scale != 1.0 {
-        att = (att * scale)?;
+    use rayon::prelude::*;
+    if q.len() != b * s * n_head * d || kv.row != n_kv * d || kv.batch() != b || kv.len() != pos + s {
+        return Err(gen_err("attention: query and cache shapes disagree"));
     }
-    if s > 1 {
-        let mask = build_mask(s, pos, kv_start, window)?;
-        att = att.reshape((b, n_kv, r, s, kv_len))?.broadcast_add(&mask)?.reshape((b, n_kv, r * s, kv_len))?;
-    }
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
-    let y = att.matmul(&v)?; // (b, n_kv, r*s, d)
-    let y = y.reshape((b, n_head, s, d))?.transpose(1, 2)?.reshape((b, s, n_head * d))?;
-    Ok(y)
+    let mut qh = Vec::with_capacity(q.len());
+    round_f16(q, &mut qh);
+    let group = n_head / n_kv;
+    let (kc, vc, row) = (&kv.k, &kv.v, kv.row);
+    let mut out = vec![0f32; q.len()];
+    out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+        let h = r % n_head;
+        let t = (r / n_head) % s;
+        let bi = r / (n_head * s);
+        let kh = h / group;
+        let p = pos + t;
+        let start = window_start(p, window);
+        let qr = &qh[r * d..(r + 1) * d];
+        let at = |j: usize| (j * b + bi) * row + kh * d;
+        let mut w: Vec<f32> = (start..=p).map(|j| dot(qr, &kc[at(j)..at(j) + d]) * scale).collect();
+        let m = w.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f64;
+        for x in w.iter_mut() {
+            *x = (*x - m).exp();
+            sum += *x as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        for (i, j) in (start..=p).enumerate() {
+            let wj = w[i] * inv;
+            let vr = &vc[at(j)..at(j) + d];
+            for x in 0..d {
+                o[x] += wj * vr[x];
+            }
+        }
+    });
+    Ok(Tensor::from_vec(out, (b, s, n_head * d), &Device::Cpu)?)
+}
+
+/// A tensor (any shape) as a flat f32 vector, row-major.
+pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 // ---------------------------------------------------------------- mlp
@@ -520,10 +561,8 @@ impl<B: Block> CausalLm for Decoder<B> {
     }
 
     fn box_clone(&self) -> Box<dyn CausalLm> {
-        // A failed copy (allocation) leaves the clone empty rather than sharing
-        // storage that `append` would overwrite; its seq_len() then reads 0.
-        let kv = self.kv.iter().map(|c| c.deep_clone().unwrap_or_default()).collect();
-        Box::new(Self { w: self.w.clone(), kv })
+        // Vec clones are deep and sized to the cached positions only.
+        Box::new(Self { w: self.w.clone(), kv: self.kv.clone() })
     }
 
     fn kv_cache_bytes(&self) -> usize {
@@ -539,50 +578,99 @@ impl<B: Block> CausalLm for Decoder<B> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sliding_mask_matches_llama_cpp_rule() {
-        // window 3, queries at 4..6 over keys 2..6 (kv_start = window_start(4) = 2)
-        let start = window_start(4, Some(3));
-        assert_eq!(start, 2);
-        let m = build_mask(2, 4, start, Some(3)).unwrap().to_vec2::<f32>().unwrap();
-        let inf = f32::NEG_INFINITY;
-        // q4 sees k2,k3,k4 ; q5 sees k3,k4,k5
-        assert_eq!(m, vec![vec![0., 0., 0., inf], vec![inf, 0., 0., 0.]]);
+    /// Reference attention with explicit loops and a -inf mask over all keys.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], s: usize, nh: usize, nkv: usize, d: usize, pos: usize, w: Option<usize>) -> Vec<f32> {
+        let l = pos + s;
+        let mut out = vec![0f32; s * nh * d];
+        for h in 0..nh {
+            let kh = h / (nh / nkv);
+            for i in 0..s {
+                let p = pos + i;
+                let qr = &q[(i * nh + h) * d..][..d];
+                let mut sc: Vec<f32> = (0..l)
+                    .map(|j| {
+                        let hidden = j > p || w.is_some_and(|w| p - j >= w);
+                        if hidden { f32::NEG_INFINITY } else { (0..d).map(|x| qr[x] * k[(j * nkv + kh) * d + x]).sum::<f32>() }
+                    })
+                    .collect();
+                let m = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let z: f32 = sc.iter_mut().map(|x| { *x = (*x - m).exp(); *x }).sum();
+                for x in 0..d {
+                    out[(i * nh + h) * d + x] = (0..l).map(|j| sc[j] / z * v[(j * nkv + kh) * d + x]).sum();
+                }
+            }
+        }
+        out
+    }
+
+    fn rand(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed;
+        (0..n).map(|_| { x = x.wrapping_mul(1664525).wrapping_add(1013904223); (x >> 8) as f32 / (1 << 24) as f32 - 0.5 }).collect()
+    }
+
+    fn f16r(x: &[f32]) -> Vec<f32> {
+        let mut o = Vec::new();
+        round_f16(x, &mut o);
+        o
     }
 
     #[test]
-    fn causal_mask_with_prefix() {
-        let m = build_mask(2, 3, 0, None).unwrap().to_vec2::<f32>().unwrap();
-        let inf = f32::NEG_INFINITY;
-        assert_eq!(m, vec![vec![0., 0., 0., 0., inf], vec![0., 0., 0., 0., 0.]]);
+    fn gqa_attention_matches_naive_with_and_without_window() {
+        let (nh, nkv, d, pos, s) = (6, 2, 8, 5, 4);
+        let q = f16r(&rand(s * nh * d, 1));
+        let k = f16r(&rand((pos + s) * nkv * d, 2));
+        let v = f16r(&rand((pos + s) * nkv * d, 3));
+        for w in [None, Some(3)] {
+            let mut c = KvCache::default();
+            c.append(&k[..pos * nkv * d], &v[..pos * nkv * d], 1, pos).unwrap();
+            c.append(&k[pos * nkv * d..], &v[pos * nkv * d..], 1, s).unwrap();
+            let got: Vec<f32> = attention(&q, &c, 1, s, nh, nkv, d, pos, w, 1.0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let want = naive(&q, &k, &v, s, nh, nkv, d, pos, w);
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-5, "window {w:?}: diff {diff}");
+        }
+    }
+
+    #[test]
+    fn window_start_follows_llama_cpp() {
+        assert_eq!(window_start(4, Some(3)), 2); // sees 2, 3, 4
+        assert_eq!(window_start(2, Some(3)), 0);
+        assert_eq!(window_start(100, None), 0);
     }
 
     #[test]
     fn kv_cache_grows_truncates_forks_and_clones_deeply() {
         let mut c = KvCache::default();
-        let k = Tensor::arange(0f32, 2.0 * 300.0 * 4.0, &Device::Cpu).unwrap().reshape((1, 2, 300, 4)).unwrap();
-        let (kk, _) = c.append(&k, &k).unwrap();
-        assert_eq!(kk.dims(), &[1, 2, 300, 4]);
+        let k = rand(300 * 8, 4);
+        c.append(&k, &k, 1, 300).unwrap();
         assert_eq!(c.len(), 300);
-        assert_eq!(c.cap, 512);
-        let got: Vec<f32> = kk.flatten_all().unwrap().to_vec1().unwrap();
-        let want: Vec<f32> = k.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(got, want);
+        assert!(c.k.capacity() >= 512 * 8);
+        assert_eq!(c.k, f16r(&k));
         c.truncate(10);
-        let snapshot = c.deep_clone().unwrap();
-        let one = Tensor::ones((1, 2, 1, 4), DType::F32, &Device::Cpu).unwrap();
-        let (kk, _) = c.append(&one, &one).unwrap();
-        assert_eq!(kk.dim(2).unwrap(), 11);
-        // the clone did not see the write at position 10
+        let snapshot = c.clone();
+        c.append(&[1.0; 8], &[1.0; 8], 1, 1).unwrap();
+        assert_eq!(c.len(), 11);
         assert_eq!(snapshot.len(), 10);
-        let s: Vec<f32> = snapshot.k.as_ref().unwrap().i((0, 0, 9)).unwrap().to_vec1().unwrap();
-        assert_eq!(s, vec![36., 37., 38., 39.]);
+        assert_eq!(snapshot.k, f16r(&k[..80]));
         c.fork(3).unwrap();
         assert_eq!(c.batch(), 3);
-        let three = Tensor::zeros((3, 2, 1, 4), DType::F32, &Device::Cpu).unwrap();
-        let (kk, _) = c.append(&three, &three).unwrap();
-        assert_eq!(kk.dims(), &[3, 2, 12, 4]);
-        let row: Vec<f32> = kk.i((2, 1, 10)).unwrap().to_vec1().unwrap();
-        assert_eq!(row, vec![1., 1., 1., 1.]);
+        c.append(&[2.0; 24], &[2.0; 24], 3, 1).unwrap();
+        // position 10 is the 1.0 row for all three sequences, then 2.0
+        assert_eq!(&c.k[10 * 24..11 * 24], &[1.0; 24]);
+        assert_eq!(&c.k[11 * 24..12 * 24], &[2.0; 24]);
+        assert!(c.append(&[0.0; 8], &[0.0; 8], 1, 1).is_err());
+    }
+
+    #[test]
+    fn rope_styles_rotate_the_right_pairs() {
+        let r = Rope::new(4, 10_000.0, 1.0, RopeStyle::Interleaved, 8).unwrap();
+        let mut x = vec![1.0, 0.0, 1.0, 0.0];
+        r.apply(&mut x, 1, 1, 1, 1).unwrap();
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let r = Rope::new(4, 10_000.0, 1.0, RopeStyle::Neox, 8).unwrap();
+        let mut x = vec![1.0, 1.0, 0.0, 0.0];
+        r.apply(&mut x, 1, 1, 1, 1).unwrap();
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);
+        assert!(r.apply(&mut x, 1, 1, 1, 8).is_err());
     }
 }

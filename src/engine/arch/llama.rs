@@ -22,7 +22,7 @@
 //! gated MLP, interleaved ("NORM") rope because the GGUF converter permutes
 //! Q/K, attention scale 1/√head_dim, output falls back to the tied embedding.
 
-use super::layers::{attention, linear, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
+use super::layers::{attention, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
 use super::{common, rope_freq_scale};
 use crate::engine::error::Result;
 use crate::engine::gguf::GgufFile;
@@ -62,13 +62,13 @@ impl Block for LlamaBlock {
         let q = add_bias(self.wq.forward(&h)?, &self.bq)?;
         let k = add_bias(self.wk.forward(&h)?, &self.bk)?;
         let v = add_bias(self.wv.forward(&h)?, &self.bv)?;
-        let q = q.reshape((b, s, self.n_head, self.head_dim))?.transpose(1, 2)?.contiguous()?;
-        let k = k.reshape((b, s, self.n_kv_head, self.head_dim))?.transpose(1, 2)?.contiguous()?;
-        let v = v.reshape((b, s, self.n_kv_head, self.head_dim))?.transpose(1, 2)?.contiguous()?;
-        let q = self.rope.apply(&q, pos)?;
-        let k = self.rope.apply(&k, pos)?;
-        let (k, v) = kv.append(&k, &v)?;
-        let y = attention(&q, &k, &v, pos, None, 1.0 / (self.head_dim as f64).sqrt())?;
+        let mut q = to_vec(&q)?;
+        let mut k = to_vec(&k)?;
+        self.rope.apply(&mut q, b, s, self.n_head, pos)?;
+        self.rope.apply(&mut k, b, s, self.n_kv_head, pos)?;
+        kv.append(&k, &to_vec(&v)?, b, s)?;
+        let scale = 1.0 / (self.head_dim as f32).sqrt();
+        let y = attention(&q, kv, b, s, self.n_head, self.n_kv_head, self.head_dim, pos, None, scale)?;
         let x = (x + self.wo.forward(&y)?)?;
         let h = self.ffn_norm.forward(&x)?;
         Ok((&x + self.mlp.forward(&h)?)?)
