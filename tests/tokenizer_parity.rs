@@ -399,3 +399,49 @@ fn smollm2_drops_bytes_its_vocabulary_lacks() {
         }
     }
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Tokenizer>();
+}
+
+/// Speed numbers for BENCHMARKS.md:
+/// `cargo test --test tokenizer_parity encode_speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check"]
+fn encode_speed() {
+    use std::time::Instant;
+    let mut seeds: Vec<_> = std::fs::read_dir(SEEDS).expect("seeds").flatten().map(|e| e.path()).collect();
+    seeds.sort();
+    let text: String = seeds.iter().map(|p| std::fs::read_to_string(p).expect("seed")).collect();
+    let chat = "<|im_start|>system\nYou are a helpful support agent for Tunely.<|im_end|>\n<|im_start|>user\nMy playlists are gone after the update, fix it now!<|im_end|>\n<|im_start|>assistant\n";
+    for (name, _) in MODELS {
+        let path = model_path(name);
+        let t0 = Instant::now();
+        let tok = Tokenizer::from_file(&path).expect("load");
+        let load = t0.elapsed();
+        let t0 = Instant::now();
+        let ids = tok.encode(&text, false).expect("encode");
+        let enc = t0.elapsed();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            tok.encode(chat, true).expect("encode");
+        }
+        let chat_t = t0.elapsed() / 100;
+        let t0 = Instant::now();
+        let back = tok.decode(&ids, false);
+        let dec = t0.elapsed();
+        assert_eq!(back, text);
+        eprintln!(
+            "{name}: load {:.0} ms; encode {} bytes -> {} tokens in {:.1} ms ({:.0}k tokens/s); chat prompt (parse_special) {:.2} ms; decode {:.1} ms",
+            load.as_secs_f64() * 1e3,
+            text.len(),
+            ids.len(),
+            enc.as_secs_f64() * 1e3,
+            ids.len() as f64 / enc.as_secs_f64() / 1e3,
+            chat_t.as_secs_f64() * 1e3,
+            dec.as_secs_f64() * 1e3
+        );
+    }
+}
