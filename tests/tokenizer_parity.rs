@@ -334,3 +334,114 @@ fn tokenize_command_prints_the_ids() {
     assert_eq!(printed, tokenizer("smollm2-135m").encode(text, true).expect("encode"));
     assert_eq!(printed.first(), Some(&1), "special tokens are parsed");
 }
+
+mod arbitrary_text {
+    use super::tokenizer;
+    use proptest::prelude::*;
+
+    /// Mixed scripts, whitespace, emoji, control-token look-alikes and any
+    /// other code point. Left out: U+2581 (`▁`), which SentencePiece uses for
+    /// the space, so Gemma (like llama.cpp and Hugging Face) decodes it as one;
+    /// and what SmolLM2's vocabulary cannot spell (see
+    /// `smollm2_drops_bytes_its_vocabulary_lacks`).
+    fn text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            3 => "[ -~]{1,8}",
+            2 => prop::sample::select(vec![" ", "  ", "\n", "\n\n", "\t", "\r\n", " \u{3000}", "\u{a0}"]).prop_map(String::from),
+            2 => "[\u{3040}-\u{30ff}\u{4e00}-\u{4fff}]{1,6}",
+            2 => "[\u{0900}-\u{097f}]{1,6}",
+            1 => "[\u{1f300}-\u{1f64f}\u{200d}\u{fe0f}]{1,4}",
+            1 => prop::sample::select(vec!["<|im_start|>", "<|im_end|>", "<start_of_turn>", "<end_of_turn>", "<eos>", "<0x0A>"]).prop_map(String::from),
+            1 => any::<char>().prop_filter("spellable by all three", |&c| spellable(c)).prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    fn spellable(c: char) -> bool {
+        c != '\u{2581}' && !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{40000}'..='\u{bffff}')
+    }
+
+    proptest! {
+        // 48 cases by default; PROPTEST_CASES=2000 for a longer hunt.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn decode_inverts_encode(s in text()) {
+            for name in ["smollm2-135m", "qwen2.5-0.5b", "gemma3-270m"] {
+                let tok = tokenizer(name);
+                for parse_special in [false, true] {
+                    let ids = tok.encode(&s, parse_special).expect("encode");
+                    prop_assert_eq!(tok.decode(&ids, false), s.clone(), "{} parse_special={}", name, parse_special);
+                    if !parse_special {
+                        prop_assert!(ids.iter().all(|&id| !tok.is_special(id)), "{}: control id from plain text", name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SmolLM2's byte-level vocabulary lacks the byte characters for 0x04, 0x06,
+/// 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2 and 0xF5..=0xFF. llama.cpp
+/// drops such bytes without a word; so do we (parity), and the other models
+/// keep them.
+#[test]
+fn smollm2_drops_bytes_its_vocabulary_lacks() {
+    let smol = tokenizer("smollm2-135m");
+    assert_eq!(smol.encode("\u{4}", false).expect("encode"), Vec::<u32>::new());
+    assert_eq!(smol.decode(&smol.encode("a\u{4}b", false).expect("encode"), false), "ab");
+    for name in ["qwen2.5-0.5b", "gemma3-270m"] {
+        let tok = tokenizer(name);
+        for text in ["a\u{4}b", "\u{40000}"] {
+            assert_eq!(tok.decode(&tok.encode(text, false).expect("encode"), false), text, "{name}");
+        }
+    }
+}
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Tokenizer>();
+}
+
+/// Speed numbers for BENCHMARKS.md:
+/// `cargo test --test tokenizer_parity encode_speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing, not a check"]
+fn encode_speed() {
+    use std::time::Instant;
+    let mut seeds: Vec<_> = std::fs::read_dir(SEEDS).expect("seeds").flatten().map(|e| e.path()).collect();
+    seeds.sort();
+    let text: String = seeds.iter().map(|p| std::fs::read_to_string(p).expect("seed")).collect();
+    let chat = "<|im_start|>system\nYou are a helpful support agent for Tunely.<|im_end|>\n<|im_start|>user\nMy playlists are gone after the update, fix it now!<|im_end|>\n<|im_start|>assistant\n";
+    for (name, _) in MODELS {
+        let path = model_path(name);
+        let t0 = Instant::now();
+        let tok = Tokenizer::from_file(&path).expect("load");
+        let load = t0.elapsed();
+        let t0 = Instant::now();
+        let ids = tok.encode(&text, false).expect("encode");
+        let enc = t0.elapsed();
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            tok.encode(chat, true).expect("encode");
+        }
+        let chat_t = t0.elapsed() / 100;
+        let t0 = Instant::now();
+        let back = tok.decode(&ids, false);
+        let dec = t0.elapsed();
+        assert_eq!(back, text);
+        eprintln!(
+            "{name}: load {:.0} ms; encode {} bytes -> {} tokens in {:.1} ms ({:.0}k tokens/s); chat prompt (parse_special) {:.2} ms; decode {:.1} ms",
+            load.as_secs_f64() * 1e3,
+            text.len(),
+            ids.len(),
+            enc.as_secs_f64() * 1e3,
+            ids.len() as f64 / enc.as_secs_f64() / 1e3,
+            chat_t.as_secs_f64() * 1e3,
+            dec.as_secs_f64() * 1e3
+        );
+    }
+}

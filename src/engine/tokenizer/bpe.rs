@@ -9,7 +9,7 @@
 //! dropped, as in llama.cpp.
 
 use super::pretokenize::PreTokenizer;
-use super::Vocab;
+use super::{FastMap, Vocab};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::OnceLock;
@@ -63,7 +63,7 @@ pub(crate) fn decode_byte_level(token: &str) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub(crate) struct BpeModel {
     /// `"left right"` → rank (index in `tokenizer.ggml.merges`; first wins).
-    ranks: HashMap<String, u32>,
+    ranks: FastMap<String, u32>,
     pre: PreTokenizer,
 }
 
@@ -102,7 +102,7 @@ impl Ord for Bigram {
 impl BpeModel {
     /// `merges` are the `tokenizer.ggml.merges` strings (`"a b"`), in rank order.
     pub(crate) fn new(merges: &[String], pre: PreTokenizer) -> Self {
-        let mut ranks = HashMap::with_capacity(merges.len());
+        let mut ranks = FastMap::with_capacity_and_hasher(merges.len(), Default::default());
         for (i, m) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after the first byte; a
             // merge without one becomes the pair ("", "").

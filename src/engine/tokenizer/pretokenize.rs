@@ -369,9 +369,13 @@ impl CollapsedRegex {
             while pos <= hay.len() {
                 let m = match self.re.find_from_pos(hay, pos) {
                     Ok(Some(m)) => m,
-                    // Ok(None): no more matches. Err: the backtrack limit was
-                    // hit; keep the rest as one piece rather than fail.
-                    Ok(None) | Err(_) => break,
+                    Ok(None) => break,
+                    // The backtrack limit was hit (not seen with the shipped
+                    // patterns): keep the rest as one piece rather than fail.
+                    Err(e) => {
+                        tracing::warn!("pre-tokenizer regex gave up on a {}-byte piece: {e}", hay.len() - pos);
+                        break;
+                    }
                 };
                 let (ms, me) = (cpt_index(base + m.start()), cpt_index(base + m.end()));
                 if ms > cursor {
