@@ -9,7 +9,7 @@ use anyhow::Context;
 use brandvoice::engine::generate::{
     chat_prompt, raw_prompt, FinishReason, GenerateOptions, GenerateOutput, Generator,
 };
-use brandvoice::engine::model::CausalLm;
+use brandvoice::engine::model::{CausalLm, LoadOptions};
 use brandvoice::engine::prefix_cache::PrefixCache;
 use brandvoice::engine::sampling::{argmax, SamplingParams};
 use brandvoice::engine::template::{ChatMessage, ChatTemplate};
@@ -136,8 +136,9 @@ struct Loaded {
 
 fn load(spec: &str) -> anyhow::Result<Loaded> {
     let path = brandvoice::models::resolve(spec).with_context(|| format!("resolving model `{spec}`"))?;
-    let loaded = brandvoice::engine::model::load(&path).with_context(|| format!("loading {}", path.display()))?;
-    Ok(Loaded { path, model: loaded.model, tokenizer: loaded.tokenizer, template: loaded.template })
+    let loaded = brandvoice::engine::model::load(&path, &LoadOptions::default())
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok(Loaded { path, model: loaded.lm, tokenizer: loaded.tokenizer, template: loaded.template })
 }
 
 pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -209,8 +209,35 @@ impl Generator {
     /// Feeds `prompt` (reusing the longest cached prefix, from the working
     /// state or the prefix cache) and returns the last position's logits and
     /// how many prompt tokens were reused. Afterwards the working state holds
-    /// exactly `prompt`, and a copy of it is offered to the prefix cache.
+    /// exactly `prompt`, and a copy of it is kept in the prefix cache.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+        let r = self.feed_prompt(prompt)?;
+        self.remember(prompt)?;
+        Ok(r)
+    }
+
+    /// Offers the state after `prompt` to the prefix cache. The working state
+    /// must start with `prompt` (it may hold generated tokens after it). Done
+    /// after decoding in `generate`, so the copy is not paid before the first
+    /// token.
+    fn remember(&mut self, prompt: &[u32]) -> Result<()> {
+        if self.cache.touch(prompt) {
+            return Ok(());
+        }
+        if self.held.len() < prompt.len() || self.held[..prompt.len()] != *prompt {
+            return Ok(());
+        }
+        let mut state = self.model.box_clone();
+        if state.seq_len() < prompt.len() {
+            // The copy failed (see `CausalLm::box_clone`): keep nothing.
+            return Ok(());
+        }
+        state.truncate(prompt.len())?;
+        self.cache.insert(prompt, state);
+        Ok(())
+    }
+
+    fn feed_prompt(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
         let ctx = self.model.info().context_length;
         if prompt.is_empty() {
             return Err(EngineError::Generation("prompt is empty: at least one token is needed".into()));
@@ -254,7 +281,6 @@ impl Generator {
             }
         };
         self.held.extend_from_slice(prompt);
-        self.cache.insert(prompt, self.model.box_clone());
         Ok((logits.flatten_all()?.to_vec1::<f32>()?, reused))
     }
 
@@ -271,7 +297,7 @@ impl Generator {
         let info = self.model.info().clone();
         opts.validate(info.context_length)?;
         let start = Instant::now();
-        let (first_logits, reused) = self.prefill(prompt)?;
+        let (first_logits, reused) = self.feed_prompt(prompt)?;
         let prefill_ms = ms(start.elapsed());
         let decode_start = Instant::now();
 
@@ -367,6 +393,7 @@ impl Generator {
         }
 
         let generate_ms = ms(decode_start.elapsed());
+        self.remember(prompt)?;
         let candidates: Vec<Candidate> = cands.into_iter().map(CandidateRun::into_candidate).collect();
         let generated_tokens = candidates.iter().map(|c| c.tokens.len()).sum();
         let timings = Timings {

@@ -126,6 +126,20 @@ impl PrefixCache {
         }
     }
 
+    /// Marks the entry holding exactly `tokens` as just used. Returns whether
+    /// nothing is left to insert: such an entry exists, or the cache is off.
+    pub fn touch(&mut self, tokens: &[u32]) -> bool {
+        self.clock += 1;
+        let now = self.clock;
+        match self.entries.iter_mut().find(|e| e.tokens == tokens) {
+            Some(e) => {
+                e.last_used = now;
+                true
+            }
+            None => self.budget_bytes == 0,
+        }
+    }
+
     /// Keeps `state`, which holds exactly `tokens`. Entries whose tokens are a
     /// prefix of `tokens` are dropped (this one serves them); then the least
     /// recently used entries go until the budget holds. A state larger than

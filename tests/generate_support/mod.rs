@@ -24,8 +24,9 @@ pub fn load(name: &str, fetch: bool) -> Option<Loaded> {
         return None;
     }
     let path = brandvoice::models::resolve(name).unwrap_or_else(|e| panic!("resolving {name}: {e}"));
-    let l = brandvoice::engine::model::load(&path).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
-    Some(Loaded { model: l.model, tokenizer: Arc::new(l.tokenizer), template: l.template })
+    let l = brandvoice::engine::model::load(&path, &brandvoice::engine::model::LoadOptions::default())
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+    Some(Loaded { model: l.lm, tokenizer: Arc::new(l.tokenizer), template: l.template })
 }
 
 static SMOL: OnceLock<Mutex<Loaded>> = OnceLock::new();
