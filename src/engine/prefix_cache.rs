@@ -200,8 +200,13 @@ mod tests {
                 name: "recorder".into(),
                 vocab_size: 0,
                 context_length: 1 << 20,
+                train_context_length: 1 << 20,
                 n_layer: 0,
                 embedding_length: 0,
+                n_head: 0,
+                n_kv_head: 0,
+                head_dim: 0,
+                path: "recorder.gguf".into(),
             };
             Box::new(Recorder { len, per_token, info })
         }
