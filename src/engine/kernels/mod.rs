@@ -49,11 +49,22 @@ pub fn isa() -> Isa {
     })
 }
 
-/// Token × row tile of the prompt-processing kernel.
-const T_PREFILL: usize = 4;
-const R_PREFILL: usize = 2;
-/// Rows per tile when decoding one token.
-const R_DECODE: usize = 4;
+/// Tile shapes: (tokens, rows) of the prompt-processing kernel and rows per
+/// tile when decoding. Defaults measured on the target CPU (BENCHMARKS.md);
+/// `BRANDVOICE_TILE=TxR[,Rdecode]` overrides them for tuning (each 1..=4).
+fn tile_shape() -> (usize, usize, usize) {
+    static S: OnceLock<(usize, usize, usize)> = OnceLock::new();
+    *S.get_or_init(|| {
+        let mut s = (4, 2, 4);
+        if let Ok(v) = std::env::var("BRANDVOICE_TILE") {
+            let n: Vec<usize> = v.split(['x', ',']).filter_map(|p| p.trim().parse().ok()).collect();
+            if n.len() >= 2 && n.iter().all(|&x| (1..=4).contains(&x)) {
+                s = (n[0], n[1], n.get(2).copied().unwrap_or(s.2));
+            }
+        }
+        s
+    })
+}
 
 /// Quantises `x` (`m × k`, row-major) for the kernels.
 pub fn quantize(x: &[f32], m: usize, k: usize, isa: Isa) -> Acts {
@@ -88,7 +99,8 @@ pub fn matmul_with(w: &Packed, x: &[f32], m: usize, out: &mut [f32], isa: Isa, p
         return;
     }
     let a = quantize(x, m, w.k, isa);
-    let rt = if m < T_PREFILL { R_DECODE } else { R_PREFILL };
+    let (tp, rp, rd) = tile_shape();
+    let rt = if m < tp { rd } else { rp };
     // Enough tasks that a core slowed by another process takes fewer of them,
     // few enough that the per-task cost (scale conversion, one atomic) stays small.
     let tiles = w.rows.div_ceil(rt);
@@ -104,7 +116,7 @@ pub fn matmul_with(w: &Packed, x: &[f32], m: usize, out: &mut [f32], isa: Isa, p
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: feature checked by `isa()`; tasks write disjoint rows.
-            Isa::Avx2 => unsafe { avx2_rows(w, &a, r_begin, r_end, rt, p.0, ldo) },
+            Isa::Avx2 => unsafe { avx2_rows(w, &a, r_begin, r_end, rt, tp, p.0, ldo) },
             _ => {
                 for r in r_begin..r_end {
                     for t in 0..m {
@@ -156,7 +168,7 @@ macro_rules! tile_call {
 /// AVX2/FMA/F16C present; `out` is `a.m × ldo`; no other thread writes these rows.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usize, out: *mut f32, ldo: usize) {
+unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usize, tp: usize, out: *mut f32, ldo: usize) {
     let nbp = w.nbp;
     let kd = match w.kind {
         Kind::Q4_1 => avx2::KD_Q4_1,
@@ -181,7 +193,7 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
         let cw = if w.kind == Kind::Q4_1 { &cwf[off..] } else { dw };
         let mut t = 0;
         while t < a.m {
-            let tt = T_PREFILL.min(a.m - t);
+            let tt = tp.min(a.m - t);
             tile_call!(kd, tt, rr, w, r, a, t, dw, cw, out, ldo);
             t += tt;
         }
