@@ -10,11 +10,12 @@
 //!
 //! Work is a number of tasks `0..n`; every thread (the caller included) takes
 //! the next task index from an atomic counter until none is left, so a core
-//! slowed by another process simply takes fewer tasks. Only one job runs at a
+//! slowed by another process simply takes fewer tasks, and a worker that is not
+//! scheduled at all never makes the caller wait. Only one job runs at a
 //! time: a caller that finds the pool busy (another thread of the process is
 //! inside a matmul) runs its tasks itself instead of waiting.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,41 +25,60 @@ const SPIN: Duration = Duration::from_micros(300);
 
 type TaskFn<'a> = dyn Fn(usize) + Sync + 'a;
 
-/// The job being run: a lifetime-erased pointer to the caller's closure. It is
-/// only dereferenced between publication and the caller's wait for `active`
-/// to reach zero, while the closure is alive on the caller's stack.
+/// The job being run: a lifetime-erased pointer to the caller's closure. A
+/// worker dereferences it only after claiming a task of the current
+/// generation, and the caller returns only when every claimed task is done.
 #[derive(Clone, Copy)]
 struct JobPtr(*const TaskFn<'static>);
 unsafe impl Send for JobPtr {}
 unsafe impl Sync for JobPtr {}
 
+/// `state` packs the job generation (high 32 bits) and the next unclaimed task
+/// index (low 32 bits), so a claim is one compare-and-swap and a worker that
+/// wakes up late can never claim a task of a newer job with an old closure.
+const IDX_MASK: u64 = 0xFFFF_FFFF;
+
 struct Shared {
-    generation: AtomicUsize,
-    job: Mutex<Option<JobPtr>>,
-    n_tasks: AtomicUsize,
-    next: AtomicUsize,
-    /// Workers still inside the current job.
-    active: AtomicUsize,
+    state: AtomicU64,
+    /// (generation, closure, number of tasks) of the latest job.
+    job: Mutex<Option<(u64, JobPtr, usize)>>,
+    /// Workers between "looking at the job" and "done with it".
+    inflight: AtomicUsize,
     shutdown: AtomicBool,
     park: Mutex<()>,
     wake: Condvar,
 }
 
+impl Shared {
+    /// Claims the next task of generation `gen`, if any is left.
+    fn claim(&self, gen: u64, n: usize) -> Option<usize> {
+        let mut s = self.state.load(Ordering::SeqCst);
+        loop {
+            let idx = (s & IDX_MASK) as usize;
+            if s >> 32 != gen || idx >= n {
+                return None;
+            }
+            match self.state.compare_exchange_weak(s, s + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(idx),
+                Err(cur) => s = cur,
+            }
+        }
+    }
+}
+
 pub struct Pool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    busy: Mutex<()>,
+    busy: Mutex<u64>,
 }
 
 impl Pool {
     /// A pool running jobs on `threads` threads: the caller plus `threads - 1` workers.
     pub fn new(threads: usize) -> Pool {
         let shared = Arc::new(Shared {
-            generation: AtomicUsize::new(0),
+            state: AtomicU64::new(0),
             job: Mutex::new(None),
-            n_tasks: AtomicUsize::new(0),
-            next: AtomicUsize::new(0),
-            active: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             park: Mutex::new(()),
             wake: Condvar::new(),
@@ -72,7 +92,7 @@ impl Pool {
                     .expect("spawning a matmul worker thread")
             })
             .collect();
-        Pool { shared, workers, busy: Mutex::new(()) }
+        Pool { shared, workers, busy: Mutex::new(0) }
     }
 
     pub fn threads(&self) -> usize {
@@ -80,56 +100,50 @@ impl Pool {
     }
 
     /// Runs `f(0) .. f(n_tasks - 1)` across the pool and returns when all are done.
+    /// A worker that is not running (its core is busy with another process)
+    /// does not hold the caller up: the caller takes the tasks it has not claimed.
     pub fn run(&self, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         if n_tasks == 0 {
             return;
         }
-        let guard = match self.busy.try_lock() {
-            Ok(g) if !self.workers.is_empty() && n_tasks > 1 => g,
+        let mut guard = match self.busy.try_lock() {
+            Ok(g) if !self.workers.is_empty() && n_tasks > 1 && n_tasks <= IDX_MASK as usize => g,
             _ => {
                 (0..n_tasks).for_each(f);
                 return;
             }
         };
         let s = &*self.shared;
-        // SAFETY: the pointer is erased to 'static only for storage; we wait
-        // below until no worker can still dereference it.
+        *guard = (*guard + 1) & IDX_MASK;
+        let gen = *guard;
+        // SAFETY: the pointer is erased to 'static only for storage; see JobPtr.
         let ptr: *const TaskFn<'_> = f;
         let ptr: *const TaskFn<'static> = unsafe { std::mem::transmute(ptr) };
-        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(JobPtr(ptr));
-        s.n_tasks.store(n_tasks, Ordering::Relaxed);
-        s.next.store(0, Ordering::Relaxed);
-        s.active.store(self.workers.len(), Ordering::Relaxed);
-        s.generation.fetch_add(1, Ordering::Release);
+        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((gen, JobPtr(ptr), n_tasks));
+        s.state.store(gen << 32, Ordering::SeqCst);
         {
             let _p = s.park.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        loop {
-            let t = s.next.fetch_add(1, Ordering::AcqRel);
-            if t >= n_tasks {
-                break;
-            }
+        while let Some(t) = s.claim(gen, n_tasks) {
             f(t);
         }
         let mut spins = 0u32;
-        while s.active.load(Ordering::Acquire) != 0 {
+        while s.inflight.load(Ordering::SeqCst) != 0 {
             spins += 1;
             if spins > 2000 {
-                // A worker was descheduled (other processes on the cores): let it run.
+                // A worker holding a task was descheduled: let it run.
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
             }
         }
-        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        drop(guard);
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.shutdown.store(true, Ordering::SeqCst);
         {
             let _p = self.shared.park.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();
@@ -141,45 +155,44 @@ impl Drop for Pool {
 }
 
 fn worker(s: Arc<Shared>) {
-    // Generation 0 is "no job yet": a worker that starts late still sees job 1.
-    let mut seen = 0;
+    let mut seen = 0u64;
     loop {
         // Spin, then park, until a new generation (or shutdown) appears.
         let start = Instant::now();
         let mut spins = 0u32;
-        loop {
+        let gen = loop {
             if s.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            let g = s.generation.load(Ordering::Acquire);
+            let g = s.state.load(Ordering::Acquire) >> 32;
             if g != seen {
-                seen = g;
-                break;
+                break g;
             }
             spins += 1;
             if spins % 64 == 0 && start.elapsed() > SPIN {
                 let p = s.park.lock().unwrap_or_else(|e| e.into_inner());
-                if s.generation.load(Ordering::Acquire) == seen && !s.shutdown.load(Ordering::Acquire) {
+                if s.state.load(Ordering::Acquire) >> 32 == seen && !s.shutdown.load(Ordering::Acquire) {
                     let _ = s.wake.wait_timeout(p, Duration::from_millis(50));
                 }
             } else {
                 std::hint::spin_loop();
             }
-        }
+        };
+        seen = gen;
+        s.inflight.fetch_add(1, Ordering::SeqCst);
         let job = *s.job.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(JobPtr(ptr)) = job {
-            // SAFETY: the caller keeps the closure alive until `active` is 0.
-            let f = unsafe { &*ptr };
-            let n = s.n_tasks.load(Ordering::Acquire);
-            loop {
-                let t = s.next.fetch_add(1, Ordering::AcqRel);
-                if t >= n {
-                    break;
+        if let Some((jgen, JobPtr(p), n)) = job {
+            // A record of another generation means our job is over: claim nothing.
+            if jgen == gen {
+                while let Some(t) = s.claim(gen, n) {
+                    // SAFETY: we hold a claimed task of this generation, so its
+                    // caller is still inside `run` and the closure alive.
+                    let f = unsafe { &*p };
+                    f(t);
                 }
-                f(t);
             }
         }
-        s.active.fetch_sub(1, Ordering::AcqRel);
+        s.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -231,6 +244,21 @@ mod tests {
                 hits[t].fetch_add(1, Ordering::Relaxed);
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n={n}");
+        }
+    }
+
+    /// Back-to-back jobs of different sizes: a late worker must never run a
+    /// task of a newer job twice or with the old closure.
+    #[test]
+    fn rapid_jobs_of_changing_size_run_each_task_once() {
+        let pool = Pool::new(2);
+        for i in 0..3000 {
+            let n = if i % 2 == 0 { 3 } else { 40 };
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(n, &|t| {
+                hits[t].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "job {i}");
         }
     }
 
