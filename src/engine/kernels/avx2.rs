@@ -128,13 +128,22 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
         for j in 0..T {
             let y = _mm256_loadu_si256(yq.add(j * k + b * QK) as *const __m256i);
             let dy = *ad.add(j * nbp + b);
+            let y16 = if KD == KD_Q5_0 {
+                _mm256_loadu_si256(a.y16.as_ptr().add(((t0 + j) * nb + b) * 8) as *const __m256i)
+            } else {
+                _mm256_setzero_si256()
+            };
             for i in 0..R {
                 let p = if KD == KD_Q8_0 {
                     _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(y, wv[i]))
                 } else {
                     _mm256_maddubs_epi16(wv[i], y)
                 };
-                let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                let mut si = _mm256_madd_epi16(p, ones);
+                if KD == KD_Q5_0 {
+                    si = _mm256_sub_epi32(si, y16);
+                }
+                let s = _mm256_cvtepi32_ps(si);
                 acc[j][i] = _mm256_fmadd_ps(s, _mm256_set1_ps(bw[i] * dy), acc[j][i]);
             }
         }
@@ -142,7 +151,7 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
     for j in 0..T {
         for i in 0..R {
             let mut v = hsum(acc[j][i]);
-            if KD != KD_Q8_0 {
+            if KD == KD_Q4_1 {
                 let sy = a.s.as_ptr().add((t0 + j) * nbp);
                 let cw = cwf.as_ptr().add(i * nbp);
                 let mut c = _mm256_setzero_ps();
@@ -151,12 +160,18 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
                     c = _mm256_fmadd_ps(_mm256_loadu_ps(cw.add(b8)), _mm256_loadu_ps(sy.add(b8)), c);
                     b8 += 8;
                 }
-                let f = if KD == KD_Q5_0 { -16.0 } else { 1.0 };
-                v += f * hsum(c);
+                v += hsum(c);
             }
             *out.add((t0 + j) * ldo + r0 + i) = v;
         }
     }
+}
+
+/// `v` rounded to the nearest f16, as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16r(v: f32) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v))))
 }
 
 /// Quantises row `x` (`k` floats) into row `t` of `a`; same quants as
@@ -200,8 +215,9 @@ pub unsafe fn quantize_row(x: &[f32], a: &mut Acts, t: usize) {
         let p23 = _mm256_packs_epi32(i2, i3);
         let p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
         _mm256_storeu_si256(a.qs.as_mut_ptr().add(t * k + b * QK) as *mut __m256i, p);
-        let dr = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d))));
-        *a.d.get_unchecked_mut(t * nbp + b) = dr;
-        *a.s.get_unchecked_mut(t * nbp + b) = dr * isum as f32;
+        *a.d.get_unchecked_mut(t * nbp + b) = f16r(d);
+        *a.s.get_unchecked_mut(t * nbp + b) = f16r(d * isum as f32);
+        let y16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(16), p), _mm256_set1_epi16(1));
+        _mm256_storeu_si256(a.y16.as_mut_ptr().add((t * a.nb + b) * 8) as *mut __m256i, y16);
     }
 }

@@ -13,8 +13,7 @@
 //!
 //! Activations are quantised per call to 32-element blocks of i8 with an f32
 //! scale (stored rounded to f16, as llama.cpp's `block_q8_0`/`block_q8_1` do, so
-//! numerics follow llama.cpp) and `s = d·Σq`, which the Q4_1 minimum and the
-//! Q5_0 offset need.
+//! numerics follow llama.cpp) and `s = d·Σq`, which the Q4_1 minimum needs.
 
 use half::f16;
 
@@ -195,15 +194,21 @@ pub struct Acts {
     pub qs: Vec<i8>,
     /// Scales `m × nbp` (f16-rounded values, zero padded).
     pub d: Vec<f32>,
-    /// `d · Σq` per block, `m × nbp`, zero padded.
+    /// `d · Σq` per block rounded to f16 (llama.cpp's `block_q8_1.s`, for
+    /// Q4_1), `m × nbp`, zero padded.
     pub s: Vec<f32>,
+    /// Per block, `16 · Σq` over each of the 8 lanes of 4 consecutive quants
+    /// (`m × nb × 8`): subtracting it from the Q5_0 lane sums gives exactly the
+    /// lane sums of llama.cpp's signed `(q − 16)·y` kernel. Filled by the SIMD
+    /// quantiser only.
+    pub y16: Vec<i32>,
 }
 
 impl Acts {
     pub fn new(m: usize, k: usize) -> Self {
         let nb = k / QK;
         let nbp = pad8(nb);
-        Acts { m, k, nb, nbp, qs: vec![0; m * k], d: vec![0.0; m * nbp], s: vec![0.0; m * nbp] }
+        Acts { m, k, nb, nbp, qs: vec![0; m * k], d: vec![0.0; m * nbp], s: vec![0.0; m * nbp], y16: vec![0; m * nb * 8] }
     }
 }
 
@@ -224,8 +229,7 @@ pub fn quantize_row_scalar(x: &[f32], a: &mut Acts, t: usize) {
             *q = r as i8;
             sum += r;
         }
-        let dr = f16::from_f32(dd).to_f32();
-        d[b] = dr;
-        s[b] = dr * sum as f32;
+        d[b] = f16::from_f32(dd).to_f32();
+        s[b] = f16::from_f32(dd * sum as f32).to_f32();
     }
 }

@@ -14,14 +14,13 @@ pub fn dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
         let y = &a.qs[t * a.k + b * QK..][..QK];
         let dw = w.d[r * w.nbp + b].to_f32();
         let dy = a.d[t * a.nbp + b];
-        let sy = a.s[t * a.nbp + b];
         let mut sumi = 0i32;
         match w.kind {
             Kind::Q4_1 => {
                 for j in 0..16 {
                     sumi += (qs[j] & 15) as i32 * y[j] as i32 + (qs[j] >> 4) as i32 * y[j + 16] as i32;
                 }
-                corr += w.m[r * w.nbp + b].to_f32() * sy;
+                corr += w.m[r * w.nbp + b].to_f32() * a.s[t * a.nbp + b];
             }
             Kind::Q5_0 => {
                 let qh = w.qh[r * w.nb + b];
@@ -30,7 +29,8 @@ pub fn dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
                     let hi = (qs[j] >> 4) as i32 | ((((qh >> (j + 16)) & 1) as i32) << 4);
                     sumi += lo * y[j] as i32 + hi * y[j + 16] as i32;
                 }
-                corr -= 16.0 * dw * sy;
+                let ysum: i32 = y.iter().map(|&v| v as i32).sum();
+                sumi -= 16 * ysum;
             }
             Kind::Q8_0 => {
                 for j in 0..32 {

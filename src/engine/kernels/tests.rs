@@ -185,3 +185,49 @@ fn bad_shapes_are_errors_not_panics() {
     let e = Packed::from_ggml(Kind::Q4_1, 2, 64, &[0u8; 79]).unwrap_err();
     assert!(e.to_string().contains("79 bytes"), "{e}");
 }
+
+/// llama.cpp's AVX2 `ggml_vec_dot_q5_0_q8_0` / `ggml_vec_dot_q8_0_q8_0`, lane by
+/// lane: 8 i32 lanes of 4 products of signed quants, one fma per block with
+/// `d_w·d_y`, then `hsum_float_8`.
+fn ggml_lanes_dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
+    let mut acc = [0f32; 8];
+    for b in 0..w.nb {
+        let d = w.d[r * w.nbp + b].to_f32() * a.d[t * a.nbp + b];
+        for (l, lane) in acc.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for e in 4 * l..4 * l + 4 {
+                let q = match w.kind {
+                    Kind::Q5_0 => (w.get(r, b * 32 + e) / w.d[r * w.nbp + b].to_f32()).round() as i32,
+                    _ => w.qs[(r * w.nb + b) * 32 + e] as i8 as i32,
+                };
+                s += q * a.qs[t * a.k + b * 32 + e] as i32;
+            }
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    let r4: Vec<f32> = (0..4).map(|i| acc[i + 4] + acc[i]).collect();
+    (r4[0] + r4[2]) + (r4[1] + r4[3])
+}
+
+#[test]
+fn q5_0_and_q8_0_are_bitwise_llama_cpp_numerics() {
+    if isa() != Isa::Avx2 {
+        return;
+    }
+    let pool = pool::Pool::new(2);
+    for kind in [Kind::Q5_0, Kind::Q8_0] {
+        for &(m, rows, k) in &[(1usize, 12usize, 896usize), (6, 10, 576)] {
+            let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 21)).unwrap();
+            let x = random_x(m, k, 22);
+            let a = quantize(&x, m, k, Isa::Avx2);
+            let mut got = vec![0f32; m * rows];
+            matmul_with(&w, &x, m, &mut got, Isa::Avx2, &pool);
+            for t in 0..m {
+                for r in 0..rows {
+                    let want = ggml_lanes_dot(&w, r, &a, t);
+                    assert_eq!(got[t * rows + r].to_bits(), want.to_bits(), "{kind:?} m={m} t={t} r={r}: {} vs {want}", got[t * rows + r]);
+                }
+            }
+        }
+    }
+}
