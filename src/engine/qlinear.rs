@@ -1,25 +1,108 @@
 //! A quantized linear layer: the one place where weight matmuls happen, so the
 //! kernels behind it can be swapped without touching the model files.
 //!
-//! For now this wraps candle's `QMatMul`; `kernels` replaces the slow paths
-//! (candle has only scalar dot products for Q4_1/Q5_0/Q5_1).
+//! Q4_1, Q5_0 and Q8_0 weights run on our own kernels (`engine::kernels`:
+//! AVX2 integer dot products, a tiled GEMM for prompts, a persistent thread
+//! pool); other quantized types (Q4_K, Q6_K, …) are re-quantised to Q8_0 at load
+//! and run there too. f32/f16/bf16 weights and non-CPU tensors stay on candle's
+//! `QMatMul`. `BRANDVOICE_QLINEAR=candle` (or [`QLinearOptions`]) keeps every
+//! layer on candle — the "plain candle" baseline of BENCHMARKS.md.
 
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Result, Tensor};
+use super::kernels::{self, Kind, Packed};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Result, Storage, Tensor};
 use std::sync::Arc;
+
+/// Which implementation a layer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Our kernels where the type allows, candle otherwise.
+    Auto,
+    /// candle's `QMatMul` for everything.
+    Candle,
+}
+
+/// How `from_qtensor_with` builds a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QLinearOptions {
+    pub backend: Backend,
+    /// Re-quantise types without a native kernel (K-quants, Q4_0, Q5_1, …) to
+    /// Q8_0 at load. When false they stay on candle's kernels.
+    pub requant_to_q8_0: bool,
+}
+
+impl Default for QLinearOptions {
+    fn default() -> Self {
+        QLinearOptions { backend: Backend::Auto, requant_to_q8_0: true }
+    }
+}
+
+impl QLinearOptions {
+    /// Defaults, overridden by `BRANDVOICE_QLINEAR=candle|auto` and
+    /// `BRANDVOICE_REQUANT=0|1`.
+    pub fn from_env() -> Self {
+        let mut o = Self::default();
+        if let Ok(v) = std::env::var("BRANDVOICE_QLINEAR") {
+            if v.eq_ignore_ascii_case("candle") {
+                o.backend = Backend::Candle;
+            }
+        }
+        if let Ok(v) = std::env::var("BRANDVOICE_REQUANT") {
+            o.requant_to_q8_0 = !(v == "0" || v.eq_ignore_ascii_case("false"));
+        }
+        o
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Packed(Packed),
+    Candle(QMatMul),
+}
 
 /// `y = x Wᵀ` for a GGUF weight `W` of shape (out, in). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct QLinear {
-    inner: Arc<QMatMul>,
+    inner: Arc<Inner>,
     out_features: usize,
     in_features: usize,
 }
 
+fn native_kind(dt: GgmlDType) -> Option<Kind> {
+    match dt {
+        GgmlDType::Q4_1 => Some(Kind::Q4_1),
+        GgmlDType::Q5_0 => Some(Kind::Q5_0),
+        GgmlDType::Q8_0 => Some(Kind::Q8_0),
+        _ => None,
+    }
+}
+
+fn pack_err(e: kernels::PackError) -> candle_core::Error {
+    candle_core::Error::Msg(format!("packing a quantized weight: {e}"))
+}
+
 impl QLinear {
     pub fn from_qtensor(w: QTensor) -> Result<Self> {
+        Self::from_qtensor_with(w, &QLinearOptions::from_env())
+    }
+
+    pub fn from_qtensor_with(w: QTensor, opts: &QLinearOptions) -> Result<Self> {
         let (out_features, in_features) = w.shape().dims2()?;
-        let inner = QMatMul::from_qtensor(w)?;
+        let on_cpu = matches!(w.device(), Device::Cpu);
+        let dt = w.dtype();
+        let is_float = matches!(dt, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        let inner = if opts.backend == Backend::Candle || !on_cpu || is_float || in_features % 32 != 0 {
+            Inner::Candle(QMatMul::from_qtensor(w)?)
+        } else if let Some(kind) = native_kind(dt) {
+            let data = w.data()?;
+            Inner::Packed(Packed::from_ggml(kind, out_features, in_features, &data).map_err(pack_err)?)
+        } else if opts.requant_to_q8_0 {
+            let f = w.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            drop(w);
+            Inner::Packed(Packed::q8_0_from_f32(out_features, in_features, &f).map_err(pack_err)?)
+        } else {
+            Inner::Candle(QMatMul::from_qtensor(w)?)
+        };
         Ok(Self { inner: Arc::new(inner), out_features, in_features })
     }
 
@@ -31,8 +114,100 @@ impl QLinear {
         self.in_features
     }
 
+    /// True when this layer runs on our kernels (not candle's).
+    pub fn is_native(&self) -> bool {
+        matches!(*self.inner, Inner::Packed(_))
+    }
+
     /// x: (..., in) f32 → (..., out) f32.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.inner.forward(x)
+        let w = match &*self.inner {
+            Inner::Candle(q) => return q.forward(x),
+            Inner::Packed(w) => w,
+        };
+        if !matches!(x.device(), Device::Cpu) || x.dtype() != candle_core::DType::F32 {
+            candle_core::bail!("QLinear: expected an f32 CPU tensor, got {:?} on {:?}", x.dtype(), x.device());
+        }
+        let dims = x.dims();
+        let Some((&k, lead)) = dims.split_last() else {
+            candle_core::bail!("QLinear: input is a scalar, expected (..., {})", self.in_features);
+        };
+        if k != self.in_features {
+            candle_core::bail!("QLinear: input has {k} features, the weight expects {}", self.in_features);
+        }
+        let m: usize = lead.iter().product();
+        let x = x.contiguous()?;
+        let mut out = vec![0f32; m * self.out_features];
+        {
+            let (storage, layout) = x.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("QLinear: expected a CPU tensor");
+            };
+            let all = cpu.as_slice::<f32>()?;
+            let xs = &all[layout.start_offset()..layout.start_offset() + m * k];
+            kernels::matmul(w, xs, m, &mut out);
+        }
+        let mut shape = lead.to_vec();
+        shape.push(self.out_features);
+        Tensor::from_vec(out, shape, &Device::Cpu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(rows: usize, k: usize) -> Tensor {
+        let v: Vec<f32> = (0..rows * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1).collect();
+        Tensor::from_vec(v, (rows, k), &Device::Cpu).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Every type the shipped models use, native or re-quantised, against an
+    /// f32 matmul of candle's dequantised weight, on (batch, seq, in) input.
+    #[test]
+    fn forward_matches_dequantised_matmul_for_model_types() {
+        let (rows, k) = (48, 512);
+        let w = weights(rows, k);
+        let x = Tensor::randn(0f32, 1.0, (2, 3, k), &Device::Cpu).unwrap();
+        for dt in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = QTensor::quantize(&w, dt).unwrap();
+            let deq = q.dequantize(&Device::Cpu).unwrap();
+            let want = x.broadcast_matmul(&deq.t().unwrap()).unwrap();
+            let lin = QLinear::from_qtensor_with(q, &QLinearOptions::default()).unwrap();
+            assert!(lin.is_native(), "{dt:?} should run on our kernels");
+            let got = lin.forward(&x).unwrap();
+            assert_eq!(got.dims(), &[2, 3, rows]);
+            let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let d = max_abs_diff(&got, &want);
+            // 8-bit activations (and for K-quants the Q8_0 re-quantisation) cost ~1% here.
+            assert!(d <= 0.02 * scale, "{dt:?}: max abs diff {d} vs output scale {scale}");
+        }
+    }
+
+    #[test]
+    fn candle_backend_and_float_weights_still_work() {
+        let w = weights(16, 64);
+        let x = Tensor::randn(0f32, 1.0, (3, 64), &Device::Cpu).unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        let f = QLinear::from_qtensor(QTensor::quantize(&w, GgmlDType::F32).unwrap()).unwrap();
+        assert!(!f.is_native());
+        assert!(max_abs_diff(&f.forward(&x).unwrap(), &want) < 1e-4);
+        let opts = QLinearOptions { backend: Backend::Candle, ..Default::default() };
+        let c = QLinear::from_qtensor_with(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap(), &opts).unwrap();
+        assert!(!c.is_native());
+        let n = QLinear::from_qtensor_with(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap(), &QLinearOptions::default()).unwrap();
+        assert!(max_abs_diff(&c.forward(&x).unwrap(), &n.forward(&x).unwrap()) < 0.05);
+    }
+
+    #[test]
+    fn wrong_input_width_is_an_error() {
+        let lin = QLinear::from_qtensor(QTensor::quantize(&weights(8, 64), GgmlDType::Q8_0).unwrap()).unwrap();
+        let x = Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let e = lin.forward(&x).unwrap_err().to_string();
+        assert!(e.contains("32 features") && e.contains("64"), "{e}");
     }
 }

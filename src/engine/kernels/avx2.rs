@@ -1,0 +1,223 @@
+//! AVX2 + FMA + F16C kernels (x86-64; selected at run time).
+//!
+//! The shape follows llama.cpp's `ggml-cpu` x86 quants (`bytes_from_nibbles_32`,
+//! `bytes_from_bits_32`, `_mm256_maddubs_epi16` on unsigned weights × signed
+//! activations, the sign trick for Q8_0) with one change that matters for
+//! prompt processing: a tile computes `T` tokens × `R` rows at once, so each
+//! weight block is unpacked once and reused for `T` tokens and each activation
+//! block is loaded once for `R` rows (llama.cpp does one row·column dot at a
+//! time for Q4_1/Q5_0). Decoding uses `T = 1` and several rows to keep
+//! independent accumulators in flight while the weights stream from memory.
+//!
+//! The Q4_1 minimum and the Q5_0 offset (−16) do not go through the integer
+//! loop: they are `Σ_b c_b·s_b` with `s_b = d_y·Σq_y`, computed as one short f32
+//! dot over the (padded) block arrays after the main loop.
+
+#![allow(clippy::needless_range_loop)]
+
+use super::blocks::{Acts, Packed, QK};
+use half::f16;
+use std::arch::x86_64::*;
+
+pub const KD_Q4_1: u8 = 0;
+pub const KD_Q5_0: u8 = 1;
+pub const KD_Q8_0: u8 = 2;
+
+/// True when this CPU has what these kernels use.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p as *const __m128i);
+    let bytes = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
+    _mm256_and_si256(bytes, _mm256_set1_epi8(0x0F))
+}
+
+/// Byte j = 0xFF when bit j of `x` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bits32(x: u32) -> __m256i {
+    let shuf = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0x0000000000000000,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x as i32), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+/// The 32 quants of a weight block as bytes: unsigned 0..15 (Q4_1), unsigned
+/// 0..31 (Q5_0), signed (Q8_0).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_w<const KD: u8>(w: &Packed, qs: *const u8, rb: usize) -> __m256i {
+    match KD {
+        KD_Q4_1 => nibbles(qs),
+        KD_Q5_0 => {
+            let hb = _mm256_and_si256(bits32(*w.qh.get_unchecked(rb)), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles(qs), hb)
+        }
+        _ => _mm256_loadu_si256(qs as *const __m256i),
+    }
+}
+
+/// Converts f16 scales to f32 (`src.len()` a multiple of 8).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+    debug_assert!(src.len() % 8 == 0 && dst.len() >= src.len());
+    for i in (0..src.len()).step_by(8) {
+        let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+        _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+    }
+}
+
+/// `out[(t0+j)·ldo + r0+i] = W[r0+i] · A[t0+j]` for `j < T`, `i < R`.
+///
+/// `dwf`/`cwf`: the f32 scales / correction coefficients of rows `r0..r0+R`,
+/// `nbp` apart (for Q5_0 `cwf` is `dwf`; unused for Q8_0).
+///
+/// # Safety
+/// CPU has AVX2/FMA/F16C; `r0 + R <= w.rows`, `t0 + T <= a.m`, `out` holds
+/// `(t0 + T) · ldo` floats and `ldo >= w.rows`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
+    w: &Packed,
+    r0: usize,
+    a: &Acts,
+    t0: usize,
+    dwf: &[f32],
+    cwf: &[f32],
+    out: *mut f32,
+    ldo: usize,
+) {
+    let (nb, nbp, k) = (w.nb, w.nbp, a.k);
+    let qsb = if KD == KD_Q8_0 { 32 } else { 16 };
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); R]; T];
+    let wq = w.qs.as_ptr().add(r0 * nb * qsb);
+    let yq = a.qs.as_ptr().add(t0 * k) as *const u8;
+    let ad = a.d.as_ptr().add(t0 * nbp);
+    for b in 0..nb {
+        let mut wv = [_mm256_setzero_si256(); R];
+        let mut bw = [0f32; R];
+        for i in 0..R {
+            wv[i] = load_w::<KD>(w, wq.add((i * nb + b) * qsb), (r0 + i) * nb + b);
+            bw[i] = *dwf.get_unchecked(i * nbp + b);
+        }
+        let mut wa = [_mm256_setzero_si256(); R];
+        if KD == KD_Q8_0 {
+            for i in 0..R {
+                wa[i] = _mm256_sign_epi8(wv[i], wv[i]);
+            }
+        }
+        for j in 0..T {
+            let y = _mm256_loadu_si256(yq.add(j * k + b * QK) as *const __m256i);
+            let dy = *ad.add(j * nbp + b);
+            let y16 = if KD == KD_Q5_0 {
+                _mm256_loadu_si256(a.y16.as_ptr().add(((t0 + j) * nb + b) * 8) as *const __m256i)
+            } else {
+                _mm256_setzero_si256()
+            };
+            for i in 0..R {
+                let p = if KD == KD_Q8_0 {
+                    _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(y, wv[i]))
+                } else {
+                    _mm256_maddubs_epi16(wv[i], y)
+                };
+                let mut si = _mm256_madd_epi16(p, ones);
+                if KD == KD_Q5_0 {
+                    si = _mm256_sub_epi32(si, y16);
+                }
+                let s = _mm256_cvtepi32_ps(si);
+                acc[j][i] = _mm256_fmadd_ps(s, _mm256_set1_ps(bw[i] * dy), acc[j][i]);
+            }
+        }
+    }
+    for j in 0..T {
+        for i in 0..R {
+            let mut v = hsum(acc[j][i]);
+            if KD == KD_Q4_1 {
+                let sy = a.s.as_ptr().add((t0 + j) * nbp);
+                let cw = cwf.as_ptr().add(i * nbp);
+                let mut c = _mm256_setzero_ps();
+                let mut b8 = 0;
+                while b8 < nbp {
+                    c = _mm256_fmadd_ps(_mm256_loadu_ps(cw.add(b8)), _mm256_loadu_ps(sy.add(b8)), c);
+                    b8 += 8;
+                }
+                v += hsum(c);
+            }
+            *out.add((t0 + j) * ldo + r0 + i) = v;
+        }
+    }
+}
+
+/// `v` rounded to the nearest f16, as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16r(v: f32) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v))))
+}
+
+/// Quantises row `x` (`k` floats) into row `t` of `a`; same quants as
+/// `blocks::quantize_row_scalar` (llama.cpp's `quantize_row_q8_0` for AVX2).
+///
+/// # Safety
+/// CPU has AVX2/FMA/F16C; `x.len() >= a.k`, `t < a.m`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_row(x: &[f32], a: &mut Acts, t: usize) {
+    let (k, nbp) = (a.k, a.nbp);
+    let sign = _mm256_set1_ps(-0.0);
+    let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for b in 0..k / QK {
+        let xp = x.as_ptr().add(b * QK);
+        let v0 = _mm256_loadu_ps(xp);
+        let v1 = _mm256_loadu_ps(xp.add(8));
+        let v2 = _mm256_loadu_ps(xp.add(16));
+        let v3 = _mm256_loadu_ps(xp.add(24));
+        let mut m = _mm256_andnot_ps(sign, v0);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v1));
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v2));
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v3));
+        let m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        let amax = _mm_cvtss_f32(m4);
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mul = _mm256_set1_ps(id);
+        const RN: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+        let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<RN>(_mm256_mul_ps(v0, mul)));
+        let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<RN>(_mm256_mul_ps(v1, mul)));
+        let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<RN>(_mm256_mul_ps(v2, mul)));
+        let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<RN>(_mm256_mul_ps(v3, mul)));
+        let sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        let s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+        let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b10_11_00_01));
+        let isum = _mm_cvtsi128_si32(s4);
+        let p01 = _mm256_packs_epi32(i0, i1);
+        let p23 = _mm256_packs_epi32(i2, i3);
+        let p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
+        _mm256_storeu_si256(a.qs.as_mut_ptr().add(t * k + b * QK) as *mut __m256i, p);
+        *a.d.get_unchecked_mut(t * nbp + b) = f16r(d);
+        *a.s.get_unchecked_mut(t * nbp + b) = f16r(d * isum as f32);
+        let y16 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(16), p), _mm256_set1_epi16(1));
+        _mm256_storeu_si256(a.y16.as_mut_ptr().add((t * a.nb + b) * 8) as *mut __m256i, y16);
+    }
+}

@@ -1,0 +1,235 @@
+//! Weight and activation block formats the kernels compute on.
+//!
+//! Weights are repacked once at load from GGML's array-of-structs blocks into
+//! structure-of-arrays per row: the quants of a row contiguous (what the SIMD
+//! loop streams), the f16 scales (and Q4_1 minimums) in their own arrays padded
+//! to a multiple of 8 blocks so eight can be widened to f32 with one F16C
+//! instruction. Sizes stay those of the GGUF file (no bandwidth is added for
+//! decoding). Three types are native because the shipped models are made of
+//! them — Q4_1 (SmolLM2), Q5_0 (Qwen, Gemma), Q8_0 (embeddings, output heads);
+//! every other quantized type (Q4_K, Q6_K, …) is re-quantised to Q8_0 at load
+//! through candle's dequantizer, which costs a little precision and memory but
+//! keeps one fast path.
+//!
+//! Activations are quantised per call to 32-element blocks of i8 with an f32
+//! scale (stored rounded to f16, as llama.cpp's `block_q8_0`/`block_q8_1` do, so
+//! numerics follow llama.cpp) and `s = d·Σq`, which the Q4_1 minimum needs.
+
+use half::f16;
+
+/// Elements per block for every native type.
+pub const QK: usize = 32;
+
+/// The weight types the kernels compute on directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `v = d·q + m`, q ∈ 0..16.
+    Q4_1,
+    /// `v = d·(q − 16)`, q ∈ 0..32 (4 low bits in `qs`, the 5th in `qh`).
+    Q5_0,
+    /// `v = d·q`, q ∈ −128..128.
+    Q8_0,
+}
+
+impl Kind {
+    /// Bytes of quants per block in `Packed::qs`.
+    pub fn qs_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 | Kind::Q5_0 => 16,
+            Kind::Q8_0 => 32,
+        }
+    }
+
+    /// Bytes of one block in GGML's layout.
+    pub fn ggml_block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => 20,
+            Kind::Q5_0 => 22,
+            Kind::Q8_0 => 34,
+        }
+    }
+}
+
+/// Rounds a block count up to a multiple of 8 (one F16C conversion).
+pub fn pad8(nb: usize) -> usize {
+    nb.div_ceil(8) * 8
+}
+
+/// A weight matrix `(rows, k)` in the kernels' layout.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    pub kind: Kind,
+    pub rows: usize,
+    pub k: usize,
+    /// Blocks per row (`k / 32`).
+    pub nb: usize,
+    /// `nb` padded to a multiple of 8: the stride of `d` and `m`.
+    pub nbp: usize,
+    /// `rows × nb × kind.qs_bytes()`.
+    pub qs: Vec<u8>,
+    /// Q5_0 high bits, `rows × nb` (empty otherwise).
+    pub qh: Vec<u32>,
+    /// Scales, `rows × nbp`, zero padded.
+    pub d: Vec<f16>,
+    /// Q4_1 minimums, `rows × nbp`, zero padded (empty otherwise).
+    pub m: Vec<f16>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PackError {
+    #[error("weight row length {k} is not a multiple of the block size {QK}")]
+    RowLength { k: usize },
+    #[error("weight data holds {got} bytes, a {rows}x{k} {kind:?} matrix needs {want}")]
+    Size { kind: Kind, rows: usize, k: usize, got: usize, want: usize },
+}
+
+impl Packed {
+    fn empty(kind: Kind, rows: usize, k: usize) -> Result<Self, PackError> {
+        if k % QK != 0 {
+            return Err(PackError::RowLength { k });
+        }
+        let nb = k / QK;
+        let nbp = pad8(nb);
+        Ok(Packed {
+            kind,
+            rows,
+            k,
+            nb,
+            nbp,
+            qs: vec![0; rows * nb * kind.qs_bytes()],
+            qh: if kind == Kind::Q5_0 { vec![0; rows * nb] } else { Vec::new() },
+            d: vec![f16::ZERO; rows * nbp],
+            m: if kind == Kind::Q4_1 { vec![f16::ZERO; rows * nbp] } else { Vec::new() },
+        })
+    }
+
+    /// Repacks GGML blocks (`data` as stored in a GGUF file) of a `(rows, k)` matrix.
+    pub fn from_ggml(kind: Kind, rows: usize, k: usize, data: &[u8]) -> Result<Self, PackError> {
+        let mut p = Self::empty(kind, rows, k)?;
+        let bb = kind.ggml_block_bytes();
+        let want = rows * p.nb * bb;
+        if data.len() != want {
+            return Err(PackError::Size { kind, rows, k, got: data.len(), want });
+        }
+        let qsb = kind.qs_bytes();
+        for r in 0..rows {
+            for b in 0..p.nb {
+                let src = &data[(r * p.nb + b) * bb..][..bb];
+                let di = r * p.nbp + b;
+                let qi = (r * p.nb + b) * qsb;
+                p.d[di] = f16::from_le_bytes([src[0], src[1]]);
+                match kind {
+                    Kind::Q4_1 => {
+                        p.m[di] = f16::from_le_bytes([src[2], src[3]]);
+                        p.qs[qi..qi + 16].copy_from_slice(&src[4..20]);
+                    }
+                    Kind::Q5_0 => {
+                        p.qh[r * p.nb + b] = u32::from_le_bytes([src[2], src[3], src[4], src[5]]);
+                        p.qs[qi..qi + 16].copy_from_slice(&src[6..22]);
+                    }
+                    Kind::Q8_0 => p.qs[qi..qi + 32].copy_from_slice(&src[2..34]),
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Quantises f32 rows (`rows × k`, row-major) to Q8_0 (`d = max|x|/127`,
+    /// round to nearest). Used for the types without a native kernel.
+    pub fn q8_0_from_f32(rows: usize, k: usize, x: &[f32]) -> Result<Self, PackError> {
+        let mut p = Self::empty(Kind::Q8_0, rows, k)?;
+        if x.len() != rows * k {
+            return Err(PackError::Size { kind: Kind::Q8_0, rows, k, got: x.len() * 4, want: rows * k * 4 });
+        }
+        for r in 0..rows {
+            for b in 0..p.nb {
+                let xs = &x[r * k + b * QK..][..QK];
+                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                p.d[r * p.nbp + b] = f16::from_f32(d);
+                let q = &mut p.qs[(r * p.nb + b) * QK..][..QK];
+                for (qi, &v) in q.iter_mut().zip(xs) {
+                    *qi = (v * id).round() as i8 as u8;
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Bytes held (what a decode step streams).
+    pub fn bytes(&self) -> usize {
+        self.qs.len() + self.qh.len() * 4 + self.d.len() * 2 + self.m.len() * 2
+    }
+
+    /// Element `(r, i)` as f32 (reference path for tests).
+    pub fn get(&self, r: usize, i: usize) -> f32 {
+        let (b, j) = (i / QK, i % QK);
+        let d = self.d[r * self.nbp + b].to_f32();
+        let qsb = self.kind.qs_bytes();
+        let qs = &self.qs[(r * self.nb + b) * qsb..][..qsb];
+        match self.kind {
+            Kind::Q4_1 => {
+                let q = if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 };
+                d * q as f32 + self.m[r * self.nbp + b].to_f32()
+            }
+            Kind::Q5_0 => {
+                let lo = if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 };
+                let hi = ((self.qh[r * self.nb + b] >> j) & 1) as u8;
+                d * ((lo | (hi << 4)) as i32 - 16) as f32
+            }
+            Kind::Q8_0 => d * (qs[j] as i8) as f32,
+        }
+    }
+}
+
+/// Activations `(m, k)` quantised to 32-element i8 blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Acts {
+    pub m: usize,
+    pub k: usize,
+    pub nb: usize,
+    pub nbp: usize,
+    /// `m × k` quants.
+    pub qs: Vec<i8>,
+    /// Scales `m × nbp` (f16-rounded values, zero padded).
+    pub d: Vec<f32>,
+    /// `d · Σq` per block rounded to f16 (llama.cpp's `block_q8_1.s`, for
+    /// Q4_1), `m × nbp`, zero padded.
+    pub s: Vec<f32>,
+    /// Per block, `16 · Σq` over each of the 8 lanes of 4 consecutive quants
+    /// (`m × nb × 8`): subtracting it from the Q5_0 lane sums gives exactly the
+    /// lane sums of llama.cpp's signed `(q − 16)·y` kernel. Filled by the SIMD
+    /// quantiser only.
+    pub y16: Vec<i32>,
+}
+
+impl Acts {
+    pub fn new(m: usize, k: usize) -> Self {
+        let nb = k / QK;
+        let nbp = pad8(nb);
+        Acts { m, k, nb, nbp, qs: vec![0; m * k], d: vec![0.0; m * nbp], s: vec![0.0; m * nbp], y16: vec![0; m * nb * 8] }
+    }
+}
+
+/// Scalar quantisation of one row (`x.len() == k`) into row `t` of `a`.
+/// Rounding is half-to-even, as `_mm256_round_ps` does, so the SIMD path
+/// produces the same quants.
+pub fn quantize_row_scalar(x: &[f32], a: &mut Acts, t: usize) {
+    let (k, nbp) = (a.k, a.nbp);
+    let (qs, d, s) = (&mut a.qs[t * k..(t + 1) * k], &mut a.d[t * nbp..], &mut a.s[t * nbp..]);
+    for b in 0..k / QK {
+        let xs = &x[b * QK..(b + 1) * QK];
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let dd = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in qs[b * QK..(b + 1) * QK].iter_mut().zip(xs) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        d[b] = f16::from_f32(dd).to_f32();
+        s[b] = f16::from_f32(dd * sum as f32).to_f32();
+    }
+}

@@ -1,0 +1,205 @@
+//! Quantized matmul kernels of our own: `y = x Wᵀ` with `W` in a GGUF block
+//! format and `x` f32, for the tensor types the shipped models use.
+//!
+//! Why hand-written: candle 0.11.1 has only scalar dot products for Q4_1 and
+//! Q5_0 (the bulk of SmolLM2 and Qwen2.5), which left it 4–6× behind llama.cpp
+//! on this CPU. The design copies llama.cpp's numerics (activations quantised
+//! to 8-bit blocks, integer dot products, f16 scales) and adds a tiled GEMM
+//! for prompt processing:
+//! - `blocks`: repacked weight layout, activation quantisation, re-quantisation
+//!   of the other types to Q8_0;
+//! - `avx2`: the SIMD tile kernel and quantiser (chosen at run time when the CPU
+//!   has AVX2+FMA+F16C); `scalar`: the portable fallback and test reference;
+//! - `pool`: the persistent thread pool that splits output rows across cores.
+//!
+//! Threads: `BRANDVOICE_THREADS` or [`set_threads`] (default: all cores).
+//! `BRANDVOICE_KERNELS=scalar` forces the scalar path (for comparison).
+
+pub mod blocks;
+pub mod pool;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+
+pub use blocks::{Acts, Kind, PackError, Packed};
+pub use pool::{set_threads, threads};
+
+use std::sync::OnceLock;
+
+/// Which implementation runs the dot products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+}
+
+/// The best implementation this CPU supports (or `scalar` when
+/// `BRANDVOICE_KERNELS=scalar`).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("BRANDVOICE_KERNELS").map(|v| v == "scalar").unwrap_or(false) {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    })
+}
+
+/// Tile shapes: (tokens, rows) of the prompt-processing kernel and rows per
+/// tile when decoding. Defaults measured on the target CPU (BENCHMARKS.md);
+/// `BRANDVOICE_TILE=TxR[,Rdecode]` overrides them for tuning (each 1..=4).
+fn tile_shape() -> (usize, usize, usize) {
+    static S: OnceLock<(usize, usize, usize)> = OnceLock::new();
+    *S.get_or_init(|| {
+        let mut s = (4, 2, 4);
+        if let Ok(v) = std::env::var("BRANDVOICE_TILE") {
+            let n: Vec<usize> = v.split(['x', ',']).filter_map(|p| p.trim().parse().ok()).collect();
+            if n.len() >= 2 && n.iter().all(|&x| (1..=4).contains(&x)) {
+                s = (n[0], n[1], n.get(2).copied().unwrap_or(s.2));
+            }
+        }
+        s
+    })
+}
+
+/// Quantises `x` (`m × k`, row-major) for the kernels.
+pub fn quantize(x: &[f32], m: usize, k: usize, isa: Isa) -> Acts {
+    let mut a = Acts::new(m, k);
+    for t in 0..m {
+        let row = &x[t * k..(t + 1) * k];
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2 is only chosen when the CPU has the features.
+            Isa::Avx2 => unsafe { avx2::quantize_row(row, &mut a, t) },
+            _ => blocks::quantize_row_scalar(row, &mut a, t),
+        }
+    }
+    a
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `out (m × rows) = x (m × k) · Wᵀ`, using the global thread pool.
+pub fn matmul(w: &Packed, x: &[f32], m: usize, out: &mut [f32]) {
+    matmul_with(w, x, m, out, isa(), &pool::global());
+}
+
+/// [`matmul`] with an explicit implementation and pool (tests, benchmarks).
+pub fn matmul_with(w: &Packed, x: &[f32], m: usize, out: &mut [f32], isa: Isa, pool: &pool::Pool) {
+    assert_eq!(x.len(), m * w.k, "activation size");
+    assert_eq!(out.len(), m * w.rows, "output size");
+    if m == 0 || w.rows == 0 {
+        return;
+    }
+    let a = quantize(x, m, w.k, isa);
+    let (tp, rp, rd) = tile_shape();
+    let rt = if m < tp { rd } else { rp };
+    // Enough tasks that a core slowed by another process takes fewer of them,
+    // few enough that the per-task cost (scale conversion, one atomic) stays small.
+    let tiles = w.rows.div_ceil(rt);
+    let n_tasks = tiles.min(pool.threads() * 8).max(1);
+    let tiles_per_task = tiles.div_ceil(n_tasks);
+    let n_tasks = tiles.div_ceil(tiles_per_task);
+    let ptr = OutPtr(out.as_mut_ptr());
+    let ldo = w.rows;
+    let task = |ti: usize| {
+        let r_begin = ti * tiles_per_task * rt;
+        let r_end = ((ti + 1) * tiles_per_task * rt).min(w.rows);
+        let p = ptr;
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: feature checked by `isa()`; tasks write disjoint rows.
+            Isa::Avx2 => unsafe { avx2_rows(w, &a, r_begin, r_end, rt, tp, p.0, ldo) },
+            _ => {
+                for r in r_begin..r_end {
+                    for t in 0..m {
+                        // SAFETY: disjoint rows per task, in bounds by construction.
+                        unsafe { *p.0.add(t * ldo + r) = scalar::dot(w, r, &a, t) };
+                    }
+                }
+            }
+        }
+    };
+    pool.run(n_tasks, &task);
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_call {
+    ($kd:expr, $t:expr, $r:expr, $($arg:expr),*) => {{
+        use avx2::{tile, KD_Q4_1, KD_Q5_0, KD_Q8_0};
+        macro_rules! by_r {
+            ($K:ident, $T:literal) => {
+                match $r {
+                    1 => tile::<$K, $T, 1>($($arg),*),
+                    2 => tile::<$K, $T, 2>($($arg),*),
+                    3 => tile::<$K, $T, 3>($($arg),*),
+                    _ => tile::<$K, $T, 4>($($arg),*),
+                }
+            };
+        }
+        macro_rules! by_t {
+            ($K:ident) => {
+                match $t {
+                    1 => by_r!($K, 1),
+                    2 => by_r!($K, 2),
+                    3 => by_r!($K, 3),
+                    _ => by_r!($K, 4),
+                }
+            };
+        }
+        match $kd {
+            KD_Q4_1 => by_t!(KD_Q4_1),
+            KD_Q5_0 => by_t!(KD_Q5_0),
+            _ => by_t!(KD_Q8_0),
+        }
+    }};
+}
+
+/// Rows `r_begin..r_end` for all tokens.
+///
+/// # Safety
+/// AVX2/FMA/F16C present; `out` is `a.m × ldo`; no other thread writes these rows.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usize, tp: usize, out: *mut f32, ldo: usize) {
+    let nbp = w.nbp;
+    let kd = match w.kind {
+        Kind::Q4_1 => avx2::KD_Q4_1,
+        Kind::Q5_0 => avx2::KD_Q5_0,
+        Kind::Q8_0 => avx2::KD_Q8_0,
+    };
+    let rows = r_end - r_begin;
+    let mut dwf = vec![0f32; rows * nbp];
+    avx2::f16_to_f32(&w.d[r_begin * nbp..r_end * nbp], &mut dwf);
+    let cwf = if w.kind == Kind::Q4_1 {
+        let mut c = vec![0f32; rows * nbp];
+        avx2::f16_to_f32(&w.m[r_begin * nbp..r_end * nbp], &mut c);
+        c
+    } else {
+        Vec::new()
+    };
+    let mut r = r_begin;
+    while r < r_end {
+        let rr = rt.min(r_end - r);
+        let off = (r - r_begin) * nbp;
+        let dw = &dwf[off..];
+        let cw = if w.kind == Kind::Q4_1 { &cwf[off..] } else { dw };
+        let mut t = 0;
+        while t < a.m {
+            let tt = tp.min(a.m - t);
+            tile_call!(kd, tt, rr, w, r, a, t, dw, cw, out, ldo);
+            t += tt;
+        }
+        r += rr;
+    }
+}
+
+#[cfg(test)]
+mod tests;

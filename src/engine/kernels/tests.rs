@@ -1,0 +1,233 @@
+//! Kernel correctness: SIMD against scalar, both against an f32 matmul of the
+//! dequantised weights, and against candle's own quantized matmul.
+
+use super::*;
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{Device, Module, Tensor};
+use half::f16;
+use rand::{Rng, SeedableRng};
+
+fn rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Random GGML bytes of a `(rows, k)` matrix of `kind`, with realistic scales.
+fn random_ggml(kind: Kind, rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut r = rng(seed);
+    let nblocks = rows * k / 32;
+    let mut out = Vec::with_capacity(nblocks * kind.ggml_block_bytes());
+    for _ in 0..nblocks {
+        let d = f16::from_f32(r.gen_range(0.001f32..0.05));
+        out.extend_from_slice(&d.to_le_bytes());
+        match kind {
+            Kind::Q4_1 => {
+                let m = f16::from_f32(r.gen_range(-0.4f32..0.0));
+                out.extend_from_slice(&m.to_le_bytes());
+                (0..16).for_each(|_| out.push(r.gen()));
+            }
+            Kind::Q5_0 => {
+                out.extend_from_slice(&r.gen::<u32>().to_le_bytes());
+                (0..16).for_each(|_| out.push(r.gen()));
+            }
+            Kind::Q8_0 => (0..32).for_each(|_| out.push(r.gen_range(-127i8..=127) as u8)),
+        }
+    }
+    out
+}
+
+fn random_x(m: usize, k: usize, seed: u64) -> Vec<f32> {
+    let mut r = rng(seed);
+    (0..m * k).map(|_| r.gen_range(-2.0f32..2.0)).collect()
+}
+
+fn ggml_dtype(kind: Kind) -> GgmlDType {
+    match kind {
+        Kind::Q4_1 => GgmlDType::Q4_1,
+        Kind::Q5_0 => GgmlDType::Q5_0,
+        Kind::Q8_0 => GgmlDType::Q8_0,
+    }
+}
+
+/// f32 reference and a bound on the error that 8-bit activations may cause:
+/// per element |w|·(d_y/2 + |x|·2⁻¹⁰) (half a quantisation step, f16 scale rounding).
+fn reference(w: &Packed, x: &[f32], m: usize) -> (Vec<f32>, Vec<f32>) {
+    let k = w.k;
+    let mut y = vec![0f32; m * w.rows];
+    let mut bound = vec![0f32; m * w.rows];
+    for t in 0..m {
+        let xr = &x[t * k..(t + 1) * k];
+        for r in 0..w.rows {
+            let (mut acc, mut err) = (0f64, 0f64);
+            for b in 0..k / 32 {
+                let xs = &xr[b * 32..(b + 1) * 32];
+                let dy = xs.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                for (j, &xv) in xs.iter().enumerate() {
+                    let wv = w.get(r, b * 32 + j);
+                    acc += wv as f64 * xv as f64;
+                    err += wv.abs() as f64 * (0.5 * dy as f64 + xv.abs() as f64 / 1024.0);
+                }
+            }
+            y[t * w.rows + r] = acc as f32;
+            bound[t * w.rows + r] = err as f32 + 1e-4;
+        }
+    }
+    (y, bound)
+}
+
+const SHAPES: &[(usize, usize, usize)] = &[
+    // (m tokens, rows, k)
+    (1, 8, 32),
+    (1, 13, 96),
+    (2, 7, 576),
+    (3, 5, 256),
+    (4, 16, 576),
+    (5, 9, 288),
+    (9, 6, 128),
+    (17, 33, 576),
+];
+
+#[test]
+fn every_isa_matches_the_dequantised_f32_matmul() {
+    let pool = pool::Pool::new(2);
+    let mut isas = vec![Isa::Scalar];
+    if isa() == Isa::Avx2 {
+        isas.push(Isa::Avx2);
+    }
+    for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
+        for (si, &(m, rows, k)) in SHAPES.iter().enumerate() {
+            let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, si as u64)).unwrap();
+            let x = random_x(m, k, 100 + si as u64);
+            let (want, bound) = reference(&w, &x, m);
+            for &isa in &isas {
+                let mut got = vec![f32::NAN; m * rows];
+                matmul_with(&w, &x, m, &mut got, isa, &pool);
+                for i in 0..got.len() {
+                    let e = (got[i] - want[i]).abs();
+                    assert!(e <= bound[i], "{kind:?} {isa:?} m={m} rows={rows} k={k} at {i}: got {} want {} (err {e} > bound {})", got[i], want[i], bound[i]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_equals_scalar_up_to_float_summation_order() {
+    if isa() != Isa::Avx2 {
+        eprintln!("no AVX2 on this CPU: nothing to compare");
+        return;
+    }
+    let pool = pool::Pool::new(2);
+    for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
+        let (m, rows, k) = (7, 37, 4864);
+        let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 7)).unwrap();
+        let x = random_x(m, k, 8);
+        // Same quants from both quantisers.
+        let (qa, qs) = (quantize(&x, m, k, Isa::Avx2), quantize(&x, m, k, Isa::Scalar));
+        assert_eq!(qa.qs, qs.qs, "{kind:?}: activation quants differ");
+        assert_eq!(qa.d, qs.d, "{kind:?}: activation scales differ");
+        let mut a = vec![0f32; m * rows];
+        let mut s = vec![0f32; m * rows];
+        matmul_with(&w, &x, m, &mut a, Isa::Avx2, &pool);
+        matmul_with(&w, &x, m, &mut s, Isa::Scalar, &pool);
+        for i in 0..a.len() {
+            assert!((a[i] - s[i]).abs() <= 1e-4 * (1.0 + s[i].abs()), "{kind:?} at {i}: simd {} scalar {}", a[i], s[i]);
+        }
+    }
+}
+
+#[test]
+fn agrees_with_candle_quantized_matmul() {
+    for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
+        let (m, rows, k) = (5, 64, 576);
+        let bytes = random_ggml(kind, rows, k, 11);
+        let w = Packed::from_ggml(kind, rows, k, &bytes).unwrap();
+        let storage = QStorage::from_data(std::borrow::Cow::Borrowed(&bytes), &Device::Cpu, ggml_dtype(kind)).unwrap();
+        let qt = QTensor::new(storage, (rows, k)).unwrap();
+        // Our repacking reads the same values candle dequantises.
+        let deq = qt.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        for r in 0..rows {
+            for i in 0..k {
+                assert_eq!(deq[r][i], w.get(r, i), "{kind:?} element ({r},{i})");
+            }
+        }
+        let x = random_x(m, k, 12);
+        let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+        let want = QMatMul::from_qtensor(qt).unwrap().forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut got = vec![0f32; m * rows];
+        matmul(&w, &x, m, &mut got);
+        let (_, bound) = reference(&w, &x, m);
+        for i in 0..got.len() {
+            // Both sides quantise activations; allow twice the one-sided bound.
+            assert!((got[i] - want[i]).abs() <= 2.0 * bound[i], "{kind:?} at {i}: ours {} candle {}", got[i], want[i]);
+        }
+    }
+}
+
+#[test]
+fn requantised_q8_0_is_close_to_its_source() {
+    let (rows, k) = (4, 64);
+    let x = random_x(rows, k, 3);
+    let p = Packed::q8_0_from_f32(rows, k, &x).unwrap();
+    for r in 0..rows {
+        for b in 0..k / 32 {
+            let amax = x[r * k + b * 32..][..32].iter().fold(0f32, |a, v| a.max(v.abs()));
+            for j in 0..32 {
+                let i = b * 32 + j;
+                assert!((p.get(r, i) - x[r * k + i]).abs() <= amax / 127.0 * 0.51 + amax * 1e-3);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    assert_eq!(Packed::from_ggml(Kind::Q8_0, 2, 33, &[]).unwrap_err(), PackError::RowLength { k: 33 });
+    let e = Packed::from_ggml(Kind::Q4_1, 2, 64, &[0u8; 79]).unwrap_err();
+    assert!(e.to_string().contains("79 bytes"), "{e}");
+}
+
+/// llama.cpp's AVX2 `ggml_vec_dot_q5_0_q8_0` / `ggml_vec_dot_q8_0_q8_0`, lane by
+/// lane: 8 i32 lanes of 4 products of signed quants, one fma per block with
+/// `d_w·d_y`, then `hsum_float_8`.
+fn ggml_lanes_dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
+    let mut acc = [0f32; 8];
+    for b in 0..w.nb {
+        let d = w.d[r * w.nbp + b].to_f32() * a.d[t * a.nbp + b];
+        for (l, lane) in acc.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for e in 4 * l..4 * l + 4 {
+                let q = match w.kind {
+                    Kind::Q5_0 => (w.get(r, b * 32 + e) / w.d[r * w.nbp + b].to_f32()).round() as i32,
+                    _ => w.qs[(r * w.nb + b) * 32 + e] as i8 as i32,
+                };
+                s += q * a.qs[t * a.k + b * 32 + e] as i32;
+            }
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    let r4: Vec<f32> = (0..4).map(|i| acc[i + 4] + acc[i]).collect();
+    (r4[0] + r4[2]) + (r4[1] + r4[3])
+}
+
+#[test]
+fn q5_0_and_q8_0_are_bitwise_llama_cpp_numerics() {
+    if isa() != Isa::Avx2 {
+        return;
+    }
+    let pool = pool::Pool::new(2);
+    for kind in [Kind::Q5_0, Kind::Q8_0] {
+        for &(m, rows, k) in &[(1usize, 12usize, 896usize), (6, 10, 576)] {
+            let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 21)).unwrap();
+            let x = random_x(m, k, 22);
+            let a = quantize(&x, m, k, Isa::Avx2);
+            let mut got = vec![0f32; m * rows];
+            matmul_with(&w, &x, m, &mut got, Isa::Avx2, &pool);
+            for t in 0..m {
+                for r in 0..rows {
+                    let want = ggml_lanes_dot(&w, r, &a, t);
+                    assert_eq!(got[t * rows + r].to_bits(), want.to_bits(), "{kind:?} m={m} t={t} r={r}: {} vs {want}", got[t * rows + r]);
+                }
+            }
+        }
+    }
+}
