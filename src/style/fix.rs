@@ -139,10 +139,11 @@ pub fn truncate(text: &str, start: usize, end: usize, unit: LengthUnit, max: u32
     let mut tail = &text[keep_from..end];
     let rest = &text[end..];
     let max = max as usize;
-    let fits = |b: &str, tail: &str| -> bool {
-        let joined = join(b, tail);
-        unit.measure(&joined) <= max
-    };
+    // Keep whatever separated the body from the kept tail ("\n", "\n\n", " ").
+    let gap = &body[body.trim_end().len()..];
+    let sep = if gap.is_empty() { " " } else { gap };
+    let join = |b: &str, tail: &str| join(b, tail, sep);
+    let fits = |b: &str, tail: &str| -> bool { unit.measure(&join(b, tail)) <= max };
     if !tail.is_empty() && unit.measure(tail.trim()) > max {
         tail = ""; // the kept tail alone is too long: keep nothing
     }
@@ -176,7 +177,7 @@ pub fn truncate(text: &str, start: usize, end: usize, unit: LengthUnit, max: u32
     format!("{head}{}{rest}", if fits("", tail) { tail.trim().to_string() } else { String::new() })
 }
 
-fn join(body: &str, tail: &str) -> String {
+fn join(body: &str, tail: &str, sep: &str) -> String {
     let body = body.trim_end();
     if tail.is_empty() {
         return body.to_string();
@@ -184,9 +185,6 @@ fn join(body: &str, tail: &str) -> String {
     if body.is_empty() {
         return tail.trim().to_string();
     }
-    // Keep whatever whitespace separated the tail from the body originally.
-    let lead = &tail[..tail.len() - tail.trim_start().len()];
-    let sep = if lead.is_empty() { " " } else { lead };
     format!("{body}{sep}{}", tail.trim_start())
 }
 

@@ -504,7 +504,7 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
             push("Channel", s);
         }
         let mut s = spec("Hashtags", Level::Warning, &format!("At most {} hashtags on {ch}; this reply has %s.", profile.max_hashtags), when_ch(ch), Some(FixKind::Remove));
-        s.occurrence = Some(OccurrenceSpec { patterns: vec![r"(?:^|\s)#[\p{L}\p{N}_]+".into()], ignorecase: true, min: None, max: Some(profile.max_hashtags) });
+        s.occurrence = Some(OccurrenceSpec { tokens: vec![], patterns: vec![r"(?:^|\s)#[\p{L}\p{N}_]+".into()], ignorecase: true, min: None, max: Some(profile.max_hashtags) });
         push("Channel", s);
         if profile.pii == PiiPolicy::Forbid {
             let mut s = spec("PII", Level::Error, &format!("{ch} is public: do not post %s; move the conversation to a private message."), when_ch(ch), None);
@@ -588,7 +588,8 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
         push(&brand, r.clone());
     }
 
-    // Truncation keeps sign-offs and required phrases at the end.
+    // Truncation keeps sign-offs and required phrases at the end; missing
+    // phrases go in before the sign-off.
     let mut tail = Vec::new();
     for list in g.sign_offs.values().flat_map(|m| m.values()) {
         for t in list {
@@ -599,6 +600,7 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
             }
         }
     }
+    let sign_offs = tail.clone();
     for r in &g.required_phrases {
         for t in r.text.values() {
             if let Ok(re) = regex::RegexBuilder::new(&format!(r"{}\s*$", regex::escape(t.trim()))).case_insensitive(true).build() {
@@ -606,7 +608,7 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
             }
         }
     }
-    let ctx = CompileContext { protected_tail: tail };
+    let ctx = CompileContext { protected_tail: tail, sign_offs };
     let mut rules = Vec::new();
     let mut errors = Vec::new();
     for (prefix, s) in specs {
@@ -735,7 +737,7 @@ impl StyleBook {
                 continue;
             }
             hits.clear();
-            let mut run = |r: std::ops::Range<usize>, hits: &mut Vec<_>| {
+            let run = |r: std::ops::Range<usize>, hits: &mut Vec<_>| {
                 rule.check.check(Segment { text: &text[r.clone()], start: r.start, index: &index }, &cx, hits)
             };
             match rule.scope {

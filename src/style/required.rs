@@ -9,7 +9,7 @@
 
 use super::fix::Fix;
 use super::lint::LintContext;
-use super::rule::{allow_fix, compile_alternation, Check, FixKind, Hit, Segment, SpecError};
+use super::rule::{allow_fix, compile_alternation, Check, CompileContext, FixKind, Hit, Segment, SpecError};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ pub struct RequiredSpec {
 
 #[derive(Debug)]
 enum Mode {
-    Phrases(Vec<(Regex, String)>),
+    Phrases(Vec<(Regex, String)>, Vec<Regex>),
     AnyOf(Regex, Option<u32>, String),
     Greeting(Vec<Regex>, Option<String>),
     SignOff(Vec<Regex>, Option<String>),
@@ -105,7 +105,7 @@ fn templates(list: &[String], key: &str, anchor_start: bool) -> Result<(Vec<Rege
 }
 
 impl RequiredSpec {
-    pub fn compile(&self, fix: Option<FixKind>) -> Result<Box<dyn Check>, Vec<SpecError>> {
+    pub fn compile(&self, fix: Option<FixKind>, ctx: &CompileContext) -> Result<Box<dyn Check>, Vec<SpecError>> {
         let modes = [!self.phrases.is_empty(), !self.any_of.is_empty(), !self.greeting.is_empty(), !self.sign_off.is_empty(), self.facts];
         if modes.iter().filter(|m| **m).count() != 1 {
             return Err(vec![SpecError::new(
@@ -123,7 +123,7 @@ impl RequiredSpec {
                     .map_err(|e| vec![SpecError::new(format!("phrases[{i}]"), e.to_string())])?;
                 v.push((re, p.clone()));
             }
-            Mode::Phrases(v)
+            Mode::Phrases(v, ctx.sign_offs.clone())
         } else if !self.any_of.is_empty() {
             allow_fix(fix, "required any_of", &[])?;
             let re = compile_alternation(&self.any_of, &[], true)
@@ -155,10 +155,15 @@ impl Check for Required {
         let sep = cx.separator;
         let at_end = |args: String, fix: Option<Fix>| Hit { range: end..end, args: vec![args], fix };
         match &self.mode {
-            Mode::Phrases(list) => {
+            Mode::Phrases(list, sign_offs) => {
+                // Insert before a sign-off that ends the reply, else append.
+                let before = sign_offs.iter().filter_map(|r| r.find(seg.text)).map(|m| m.start() + (m.as_str().len() - m.as_str().trim_start().len())).filter(|s| *s > 0).min();
                 for (re, p) in list {
                     if !re.is_match(seg.text) {
-                        let fix = self.fix.then(|| Fix::Append { text: p.clone(), separator: sep.to_string() });
+                        let fix = self.fix.then(|| match before {
+                            Some(b) => Fix::Replace { start: seg.start + b, end: seg.start + b, with: format!("{p}{sep}") },
+                            None => Fix::Append { text: p.clone(), separator: sep.to_string() },
+                        });
                         out.push(at_end(p.clone(), fix));
                     }
                 }

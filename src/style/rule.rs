@@ -224,7 +224,7 @@ impl RuleSpec {
             "emoji" => self.emoji.as_ref().map(|s| s.compile(fix)).unwrap_or_else(missing),
             "punctuation" => self.punctuation.as_ref().map(|s| s.compile(fix)).unwrap_or_else(missing),
             "pii" => self.pii.as_ref().map(|s| s.compile(fix)).unwrap_or_else(missing),
-            "required" => self.required.as_ref().map(|s| s.compile(fix)).unwrap_or_else(missing),
+            "required" => self.required.as_ref().map(|s| s.compile(fix, ctx)).unwrap_or_else(missing),
             _ => self.language.as_ref().map(|s| s.compile(fix)).unwrap_or_else(missing),
         };
         let check = match check {
@@ -277,6 +277,9 @@ pub struct CompileContext {
     /// Patterns of text at the end of a reply that truncation keeps (sign-offs,
     /// required disclosures).
     pub protected_tail: Vec<regex::Regex>,
+    /// The brand's sign-offs anchored at the end of a reply: a missing
+    /// phrase is inserted before a sign-off, not after it.
+    pub sign_offs: Vec<regex::Regex>,
 }
 
 /// A compiled rule: its definition and its check.

@@ -599,7 +599,7 @@ mod tests {
             vec![
                 "f.yaml:4:5: items[0].cont: unknown key `cont` (did you mean `count`?); expected one of: count, term",
                 "f.yaml:5:5: items[1]: missing required key `term`",
-                "f.yaml:5:14: items[1].count: expected a number of at least 0, found -1",
+                "f.yaml:5:12: items[1].count: expected a number of at least 0, found -1",
                 "f.yaml:6:7: flag: expected true or false, found `maybe`",
                 "f.yaml:7:1: extra: unknown key `extra`; expected one of: flag, items, name",
             ]

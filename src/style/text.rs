@@ -99,8 +99,9 @@ pub fn is_unspaced_script(c: char) -> bool {
         | 0x20000..=0x2FFFF)
 }
 
-/// What counts as a URL: http(s) and www links, and bare domains on common TLDs.
-pub const URL_PATTERN: &str = r"(?i)\b(?:https?://[^\s<>()「」、。]+|www\.[^\s<>()「」、。]+|[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|app|travel|bank|jp|in|uk|de|fm)\b(?:/[^\s<>()「」、。]*)?)";
+/// What counts as a URL: http(s) and www links, and bare domains on common
+/// TLDs. ASCII word boundaries, so a URL glued to Japanese text is found.
+pub const URL_PATTERN: &str = r"(?i)(?-u:\b)(?:https?://[\x21-\x7E]+|www\.[\x21-\x7E]+|[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|app|travel|bank|jp|in|uk|de|fm)(?-u:\b)(?:/[\x21-\x7E]*)?)";
 
 fn url_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
@@ -163,7 +164,7 @@ pub fn twitter_length(text: &str) -> usize {
     use unicode_normalization::UnicodeNormalization;
     let mut total = 0;
     let mut pos = 0;
-    let mut add = |s: &str| -> usize {
+    let add = |s: &str| -> usize {
         let norm: String = s.nfc().collect();
         norm.graphemes(true)
             .map(|g| {
