@@ -3,4 +3,5 @@
 pub mod engine;
 pub mod generate;
 pub mod models;
+pub mod mood;
 pub mod style;
