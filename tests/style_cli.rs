@@ -31,8 +31,8 @@ fn lint_prints_vale_lines_and_exits_1_on_error() {
         "stdin:1:1:error:Mood.AcknowledgeFirst:Acknowledge the problem first when the customer is angry (for example 'I understand').\n\
          stdin:1:1:error:Mood.NoHumour:No jokes for a angry customer: 'Haha'.\n\
          stdin:1:10:error:Tunely.Banned:'valued customer' is not a word Tunely uses.\n\
-         stdin:1:25:error:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!!'.\n\
-         stdin:1:25:warning:Common.RepeatedMarks:'!!': one mark is enough.\n"
+         stdin:1:25:warning:Common.RepeatedMarks:'!!': one mark is enough.\n\
+         stdin:1:25:warning:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!!'.\n"
     );
 }
 

@@ -78,7 +78,7 @@ impl Check for Punctuation {
                 let mut n = 0;
                 let mut prev_end = usize::MAX;
                 for (i, c) in seg.text.char_indices() {
-                    if c != '!' && c != '！' {
+                    if (c != '!' && c != '！') || (prev_end != usize::MAX && i < prev_end) {
                         continue;
                     }
                     // A run ("!!") counts once here; `repeated` handles runs.
