@@ -418,6 +418,7 @@ pub fn check_guide(g: &StyleGuide, doc: &YamlDoc, shared: &Shared) -> Vec<GuideP
             Err(errs) => p.extend(spec_problems(errs, "", doc)),
         }
     }
+    p.sort_by_key(|x| (x.line, x.column));
     p
 }
 
