@@ -92,8 +92,8 @@ fn occurrence_apologies_for_angry_customer() {
     assert_eq!(
         only(lint("wayfind", "live_chat", "angry", "en", "Sorry about the delay. I apologise again, and sorry for the trouble. I'll rebook you now."), "Mood.Apologies"),
         vec![
-            "1:26:warning:Mood.Apologies:One apology is enough for a angry customer (found 3); over-apologising sounds canned.",
-            "1:47:warning:Mood.Apologies:One apology is enough for a angry customer (found 3); over-apologising sounds canned.",
+            "1:26:warning:Mood.Apologies:One apology is enough for an angry customer (found 3); over-apologising sounds canned.",
+            "1:47:warning:Mood.Apologies:One apology is enough for an angry customer (found 3); over-apologising sounds canned.",
         ]
     );
 }
@@ -193,7 +193,7 @@ fn emoji_brand_set_channel_and_mood() {
     );
     assert_eq!(
         only(lint("tunely", "twitter", "angry", "en", "I understand, and I'm on it 🎧\n^Mia"), "Mood.Emoji"),
-        vec!["1:29:error:Mood.Emoji:At most 0 emoji for a angry customer; remove '🎧'."]
+        vec!["1:29:error:Mood.Emoji:At most 0 emoji for an angry customer; remove '🎧'."]
     );
     assert_eq!(
         only(lint("tunely", "email", "happy", "en", "Hi there,\n\nEnjoy 🎧\n\nKeep listening,\nThe Tunely Care team"), "Channel.Emoji"),
@@ -208,9 +208,9 @@ fn punctuation_exclamation_and_shouting() {
         lint("wayfind", "live_chat", "angry", "en", text),
         vec![
             "1:13:warning:Common.RepeatedMarks:'!!': one mark is enough.",
-            "1:13:warning:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!!'.",
-            "1:24:warning:Mood.Shouting:Do not shout at a angry customer: 'NOT'.",
-            "1:57:warning:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!'.",
+            "1:13:warning:Mood.Exclamation:At most 0 exclamation marks for an angry customer; found '!!'.",
+            "1:24:warning:Mood.Shouting:Do not shout at an angry customer: 'NOT'.",
+            "1:57:warning:Mood.Exclamation:At most 0 exclamation marks for an angry customer; found '!'.",
         ]
     );
     assert_eq!(fix("wayfind", "live_chat", "angry", "en", text), "I understand. This is not okay and we will fix it today.");
@@ -293,7 +293,7 @@ fn language_mismatch() {
 fn no_humour_for_angry_customers() {
     assert_eq!(
         only(lint("tunely", "live_chat", "angry", "en", "I understand, haha, the app did crash."), "Mood.NoHumour"),
-        vec!["1:15:error:Mood.NoHumour:No jokes for a angry customer: 'haha'."]
+        vec!["1:15:error:Mood.NoHumour:No jokes for an angry customer: 'haha'."]
     );
     // The bank never jokes, whatever the mood.
     assert_eq!(
