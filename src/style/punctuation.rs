@@ -60,7 +60,7 @@ fn repeated_re() -> &'static Regex {
 }
 fn caps_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"\b\p{Lu}{3,}\b").expect("static regex"))
+    RE.get_or_init(|| Regex::new(r"(?-u:\b)[A-Z]{3,}(?-u:\b)").expect("static regex"))
 }
 
 fn full_stop_for(before: &str) -> &'static str {
