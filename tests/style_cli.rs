@@ -14,7 +14,8 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run brandvoice");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // The command may exit (bad usage) before reading its input.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -29,10 +30,11 @@ fn lint_prints_vale_lines_and_exits_1_on_error() {
     assert_eq!(
         out(&o),
         "stdin:1:1:error:Mood.AcknowledgeFirst:Acknowledge the problem first when the customer is angry (for example 'I understand').\n\
-         stdin:1:1:error:Mood.NoHumour:No jokes for a angry customer: 'Haha'.\n\
+         stdin:1:1:suggestion:Mood.NextStep:Give an angry customer one concrete next step (for example 'I'll').\n\
+         stdin:1:1:error:Mood.NoHumour:No jokes for an angry customer: 'Haha'.\n\
          stdin:1:10:error:Tunely.Banned:'valued customer' is not a word Tunely uses.\n\
-         stdin:1:25:error:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!!'.\n\
-         stdin:1:25:warning:Common.RepeatedMarks:'!!': one mark is enough.\n"
+         stdin:1:25:warning:Common.RepeatedMarks:'!!': one mark is enough.\n\
+         stdin:1:25:warning:Mood.Exclamation:At most 0 exclamation marks for an angry customer; found '!!'.\n"
     );
 }
 
@@ -80,7 +82,7 @@ fn guide_check_reports_every_problem_and_exits_2() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     let name = bad.display().to_string();
     assert!(err.contains(&format!("{name}:5:1: signoffs: unknown key `signoffs` (did you mean `sign_offs`?)")), "{err}");
-    assert!(err.contains(&format!("{name}:6:27: emoji.max.twitter: expected a number of at least 0, found -1")), "{err}");
+    assert!(err.contains(&format!("{name}:6:26: emoji.max.twitter: expected a number of at least 0, found -1")), "{err}");
     assert!(err.contains("2 problem(s) found"), "{err}");
 }
 

@@ -62,7 +62,7 @@ fn existence_japanese_without_spaces() {
     );
     assert_eq!(
         only(lint("tunely", "live_chat", "neutral", "ja", "確認しましたので、もう大丈夫だ。"), "Japanese.PlainForm"),
-        vec!["1:14:warning:Japanese.PlainForm:「だ。」は常体です。お客様への返信は敬体（です・ます）で書いてください。"]
+        vec!["1:15:warning:Japanese.PlainForm:「だ。」は常体です。お客様への返信は敬体（です・ます）で書いてください。"]
     );
 }
 
@@ -81,7 +81,7 @@ fn substitution_with_fix() {
         lint("tunely", "live_chat", "neutral", "en", text),
         vec![
             "1:1:warning:Tunely.Preferred:Use 'Playlist' instead of 'Track list'.",
-            "1:24:warning:Tunely.Preferred:Use 'plan' instead of 'subscription tier'.",
+            "1:26:warning:Tunely.Preferred:Use 'plan' instead of 'subscription tier'.",
         ]
     );
     assert_eq!(fix("tunely", "live_chat", "neutral", "en", text), "Playlist saved to your plan.");
@@ -92,8 +92,8 @@ fn occurrence_apologies_for_angry_customer() {
     assert_eq!(
         only(lint("wayfind", "live_chat", "angry", "en", "Sorry about the delay. I apologise again, and sorry for the trouble. I'll rebook you now."), "Mood.Apologies"),
         vec![
-            "1:26:warning:Mood.Apologies:One apology is enough for a angry customer (found 3); over-apologising sounds canned.",
-            "1:50:warning:Mood.Apologies:One apology is enough for a angry customer (found 3); over-apologising sounds canned.",
+            "1:26:warning:Mood.Apologies:One apology is enough for an angry customer (found 3); over-apologising sounds canned.",
+            "1:47:warning:Mood.Apologies:One apology is enough for an angry customer (found 3); over-apologising sounds canned.",
         ]
     );
 }
@@ -110,7 +110,7 @@ fn occurrence_hashtags_on_twitter() {
 fn repetition_english_only() {
     assert_eq!(
         only(lint("wayfind", "live_chat", "neutral", "en", "Your flight leaves from the the north terminal."), "Common.Repetition"),
-        vec!["1:27:error:Common.Repetition:'the' is repeated."]
+        vec!["1:29:error:Common.Repetition:'the' is repeated."]
     );
     assert_eq!(fix("wayfind", "live_chat", "neutral", "en", "Your flight leaves from the the north terminal."), "Your flight leaves from the north terminal.");
     // Hindi reduplication is grammatical and the rule is English-only.
@@ -158,7 +158,7 @@ fn metric_readability_english_only() {
     let hard = "Notwithstanding the aforementioned considerations, reimbursement eligibility determination necessitates comprehensive documentation verification procedures.";
     assert_eq!(
         only(lint("wayfind", "live_chat", "neutral", "en", hard), "Common.Readability"),
-        vec!["1:1:suggestion:Common.Readability:Flesch–Kincaid grade 31.2; aim for 9 or lower so anyone can read it quickly."]
+        vec!["1:1:suggestion:Common.Readability:Flesch–Kincaid grade 41.2; aim for 9 or lower so anyone can read it quickly."]
     );
     assert!(only(lint("wayfind", "live_chat", "neutral", "en", "Your bag is on the next flight. It lands at six. We will bring it to your hotel tonight."), "Common.Readability").is_empty());
 }
@@ -188,12 +188,12 @@ fn emoji_brand_set_channel_and_mood() {
         only(lint("tunely", "twitter", "happy", "en", "Love it 🎧🎶💜 see you soon 🐸\n^Mia"), "Tunely.Emoji"),
         vec![
             "1:11:error:Tunely.Emoji:Tunely uses at most 2 emoji on twitter, from its own set; remove '💜'.",
-            "1:27:error:Tunely.Emoji:Tunely uses at most 2 emoji on twitter, from its own set; remove '🐸'.",
+            "1:26:error:Tunely.Emoji:Tunely uses at most 2 emoji on twitter, from its own set; remove '🐸'.",
         ]
     );
     assert_eq!(
         only(lint("tunely", "twitter", "angry", "en", "I understand, and I'm on it 🎧\n^Mia"), "Mood.Emoji"),
-        vec!["1:29:error:Mood.Emoji:At most 0 emoji for a angry customer; remove '🎧'."]
+        vec!["1:29:error:Mood.Emoji:At most 0 emoji for an angry customer; remove '🎧'."]
     );
     assert_eq!(
         only(lint("tunely", "email", "happy", "en", "Hi there,\n\nEnjoy 🎧\n\nKeep listening,\nThe Tunely Care team"), "Channel.Emoji"),
@@ -207,10 +207,10 @@ fn punctuation_exclamation_and_shouting() {
     assert_eq!(
         lint("wayfind", "live_chat", "angry", "en", text),
         vec![
-            "1:13:error:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!!'.",
             "1:13:warning:Common.RepeatedMarks:'!!': one mark is enough.",
-            "1:24:warning:Mood.Shouting:Do not shout at a angry customer: 'NOT'.",
-            "1:57:error:Mood.Exclamation:At most 0 exclamation marks for a angry customer; found '!'.",
+            "1:13:warning:Mood.Exclamation:At most 0 exclamation marks for an angry customer; found '!!'.",
+            "1:24:warning:Mood.Shouting:Do not shout at an angry customer: 'NOT'.",
+            "1:57:warning:Mood.Exclamation:At most 0 exclamation marks for an angry customer; found '!'.",
         ]
     );
     assert_eq!(fix("wayfind", "live_chat", "angry", "en", text), "I understand. This is not okay and we will fix it today.");
@@ -226,7 +226,7 @@ fn pii_on_public_channels_only() {
         vec![
             "1:11:error:Channel.PII:twitter is public: do not post an order number; move the conversation to a private message.",
             "1:40:error:Channel.PII:twitter is public: do not post a phone number; move the conversation to a private message.",
-            "1:67:error:Channel.PII:twitter is public: do not post an email address; move the conversation to a private message.",
+            "1:69:error:Channel.PII:twitter is public: do not post an email address; move the conversation to a private message.",
         ]
     );
     assert!(only(lint("wayfind", "messenger", "neutral", "en", text), "Channel.PII").is_empty());
@@ -280,8 +280,8 @@ fn language_mismatch() {
         vec!["1:1:error:Language.Expected:This reply reads as English, but the customer's language is Japanese."]
     );
     assert_eq!(
-        only(lint("northgate", "live_chat", "neutral", "en", "आपका कार्ड कल तक पहुँच जाएगा। We will never ask for your PIN or full password."), "Language.Expected"),
-        vec![]
+        only(lint("northgate", "live_chat", "neutral", "en", "आपका कार्ड कल तक पहुँच जाएगा। हम आपसे कभी भी आपका PIN या पूरा पासवर्ड नहीं माँगेंगे।"), "Language.Expected"),
+        vec!["1:1:error:Language.Expected:This reply reads as Hindi, but the customer's language is English."]
     );
     assert_eq!(
         only(lint("wayfind", "live_chat", "neutral", "en", "Tu vuelo sale mañana a las diez desde la terminal norte del aeropuerto."), "Language.Expected"),
@@ -293,7 +293,7 @@ fn language_mismatch() {
 fn no_humour_for_angry_customers() {
     assert_eq!(
         only(lint("tunely", "live_chat", "angry", "en", "I understand, haha, the app did crash."), "Mood.NoHumour"),
-        vec!["1:15:error:Mood.NoHumour:No jokes for a angry customer: 'haha'."]
+        vec!["1:15:error:Mood.NoHumour:No jokes for an angry customer: 'haha'."]
     );
     // The bank never jokes, whatever the mood.
     assert_eq!(

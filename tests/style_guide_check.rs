@@ -103,13 +103,13 @@ rules:
     assert_eq!(
         check("acme.yaml", &yaml),
         vec![
-            "acme.yaml:13:3: sign_offs.twiter: unknown channel `twiter`; expected one of: email, facebook_comment, instagram_comment, live_chat, messenger, phone, sms, twitter, whatsapp",
-            "acme.yaml:16:5: sign_offs.email.ja: language `ja` is not in this guide's `languages` (en)",
-            "acme.yaml:18:12: moods.furious: unknown mood `furious`; expected one of: angry, anxious, confused, frustrated, grateful, happy, neutral",
-            "acme.yaml:19:9: packs[0]: unknown rule pack `comon`; expected one of: common, hindi, japanese, public",
-            "acme.yaml:25:5: rules[0]: expected exactly one rule kind key (one of: existence, substitution, occurrence, repetition, consistency, conditional, capitalization, metric, length, emoji, punctuation, pii, required, language), found existence and occurrence",
-            "acme.yaml:31:10: rules[1].fix: fix `append` is not supported by existence rules (expected remove or replace)",
-            "acme.yaml:23:15: exemplars[0].language: language `hi` is not in this guide's `languages` (en)",
+            "acme.yaml:12:3: sign_offs.twiter: unknown channel `twiter`; expected one of: email, facebook_comment, instagram_comment, live_chat, messenger, phone, sms, twitter, whatsapp",
+            "acme.yaml:15:5: sign_offs.email.ja: language `ja` is not in this guide's `languages` (en)",
+            "acme.yaml:17:3: moods.furious: unknown mood `furious`; expected one of: angry, anxious, confused, frustrated, grateful, happy, neutral",
+            "acme.yaml:18:9: packs[0]: unknown rule pack `comon`; expected one of: common, hindi, japanese, public",
+            "acme.yaml:22:15: exemplars[0].language: language `hi` is not in this guide's `languages` (en)",
+            "acme.yaml:26:5: rules[0]: expected exactly one rule kind key (one of: existence, substitution, occurrence, repetition, consistency, conditional, capitalization, metric, length, emoji, punctuation, pii, required, language), found existence and occurrence",
+            "acme.yaml:32:10: rules[1].fix: fix `append` is not supported by existence rules (expected remove or replace)",
         ]
     );
 }
@@ -124,9 +124,9 @@ fallbacks:
   refund: { en: "Refunded {{amount}." }
 "#;
     let got = check("acme.yaml", yaml);
-    assert!(got.contains(&"acme.yaml:5:3: fallbacks: missing the fallback for intent `delivery_delay` (every guide needs delivery_delay, refund, outage, account_access, product_question)".to_string()), "{got:#?}");
-    assert!(got.contains(&"acme.yaml:6:11: fallbacks.refund: missing the `ja` text (the guide serves en, ja)".to_string()), "{got:#?}");
-    assert!(got.iter().any(|l| l.starts_with("acme.yaml:6:19: fallbacks.refund.en: unclosed `{{`")), "{got:#?}");
+    assert!(got.contains(&"acme.yaml:5:1: fallbacks: missing the fallback for intent `delivery_delay` (every guide needs delivery_delay, refund, outage, account_access, product_question)".to_string()), "{got:#?}");
+    assert!(got.contains(&"acme.yaml:6:3: fallbacks.refund: missing the `ja` text (the guide serves en, ja)".to_string()), "{got:#?}");
+    assert!(got.iter().any(|l| l.starts_with("acme.yaml:6:17: fallbacks.refund.en: unclosed `{{`")), "{got:#?}");
 }
 
 #[test]

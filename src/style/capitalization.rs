@@ -47,6 +47,9 @@ impl Check for Capitalization {
         if let Some(re) = &self.re {
             for m in re.find_iter(seg.text) {
                 let Some(want) = self.exact.get(&m.as_str().to_lowercase()) else { continue };
+                if seg.index.in_url(seg.start + m.start(), seg.start + m.end()) {
+                    continue; // wayfind.travel is a link, not the brand name
+                }
                 if want != m.as_str() {
                     let range = seg.start + m.start()..seg.start + m.end();
                     let fix = self.fix.then(|| Fix::Replace { start: range.start, end: range.end, with: want.clone() });

@@ -110,14 +110,24 @@ pub fn detect(text: &str) -> Option<String> {
         });
     }
     let info = whatlang::detect(&clean)?;
-    let code = match info.lang() {
-        whatlang::Lang::Eng => "en", whatlang::Lang::Jpn => "ja", whatlang::Lang::Hin => "hi",
-        whatlang::Lang::Spa => "es", whatlang::Lang::Fra => "fr", whatlang::Lang::Deu => "de",
-        whatlang::Lang::Por => "pt", whatlang::Lang::Ita => "it", whatlang::Lang::Nld => "nl",
-        whatlang::Lang::Cmn => "zh", whatlang::Lang::Kor => "ko", whatlang::Lang::Rus => "ru",
+    Some(code_of(info.lang()))
+}
+
+fn code_of(l: whatlang::Lang) -> String {
+    use whatlang::Lang::*;
+    match l {
+        Eng => "en", Jpn => "ja", Hin => "hi", Spa => "es", Fra => "fr", Deu => "de", Por => "pt",
+        Ita => "it", Nld => "nl", Cmn => "zh", Kor => "ko", Rus => "ru", Tur => "tr", Pol => "pl",
+        Swe => "sv", Ind => "id", Vie => "vi",
         l => l.code(),
-    };
-    Some(code.to_string())
+    }
+    .to_string()
+}
+
+fn latin_detector() -> &'static whatlang::Detector {
+    use whatlang::Lang::*;
+    static D: OnceLock<whatlang::Detector> = OnceLock::new();
+    D.get_or_init(|| whatlang::Detector::with_allowlist(vec![Eng, Spa, Fra, Deu, Por, Ita, Nld, Tur, Pol, Swe, Ind, Vie]))
 }
 
 impl Check for Language {
@@ -137,13 +147,10 @@ impl Check for Language {
                 if sc.latin * 2 < sc.letters {
                     detect(seg.text)
                 } else {
-                    match whatlang::detect(&clean) {
-                        Some(i) if i.is_reliable() && i.confidence() >= 0.9 => {
-                            let code = detect(seg.text).unwrap_or_default();
-                            // Latin-script languages that whatlang confuses on short text.
-                            let lang = to_whatlang(expected);
-                            (Some(i.lang()) != lang && code != expected).then_some(code)
-                        }
+                    // One whatlang pass over the Latin-script languages we
+                    // might see; the full list is four times slower.
+                    match latin_detector().detect(&clean) {
+                        Some(i) if i.is_reliable() && i.confidence() >= 0.9 && Some(i.lang()) != to_whatlang(expected) => Some(code_of(i.lang())),
                         _ => None,
                     }
                 }

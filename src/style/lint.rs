@@ -418,6 +418,7 @@ pub fn check_guide(g: &StyleGuide, doc: &YamlDoc, shared: &Shared) -> Vec<GuideP
             Err(errs) => p.extend(spec_problems(errs, "", doc)),
         }
     }
+    p.sort_by_key(|x| (x.line, x.column));
     p
 }
 
@@ -525,25 +526,26 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
     for (mood, base) in &shared.moods.moods {
         let tone: MoodTone = g.moods.get(mood).map_or_else(|| base.clone(), |o| base.merged(o));
         let wm = || When { moods: vec![mood.clone()], ..Default::default() };
+        let a = if mood.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
         if let Some(max) = tone.exclamation_max {
-            let mut s = spec("Exclamation", Level::Warning, &format!("At most {max} exclamation marks for a {mood} customer; found '%s'."), wm(), Some(FixKind::Replace));
+            let mut s = spec("Exclamation", Level::Warning, &format!("At most {max} exclamation marks for {a} {mood} customer; found '%s'."), wm(), Some(FixKind::Replace));
             s.punctuation = Some(PunctuationSpec { mark: Mark::Exclamation, max, exceptions: vec![] });
             push("Mood", s);
         }
         if let Some(max) = tone.emoji_max {
-            let mut s = spec("Emoji", Level::Error, &format!("At most {max} emoji for a {mood} customer; remove '%s'."), wm(), Some(FixKind::Remove));
+            let mut s = spec("Emoji", Level::Error, &format!("At most {max} emoji for {a} {mood} customer; remove '%s'."), wm(), Some(FixKind::Remove));
             s.emoji = Some(EmojiSpec { max: Some(max), allowed: vec![] });
             push("Mood", s);
         }
         if let Some(max) = tone.caps_words_max {
-            let mut s = spec("Shouting", Level::Warning, &format!("Do not shout at a {mood} customer: '%s'."), wm(), Some(FixKind::Replace));
+            let mut s = spec("Shouting", Level::Warning, &format!("Do not shout at {a} {mood} customer: '%s'."), wm(), Some(FixKind::Replace));
             s.punctuation = Some(PunctuationSpec { mark: Mark::AllCaps, max, exceptions: caps_exceptions() });
             push("Mood", s);
         }
         for (lang, _) in g.languages.iter().map(|l| (l, ())) {
             let wl = || When { moods: vec![mood.clone()], languages: vec![lang.clone()], ..Default::default() };
             if let (Some(max), Some(list)) = (tone.apologies_max, ph.apology.get(lang)) {
-                let mut s = spec("Apologies", Level::Warning, &format!("One apology is enough for a {mood} customer (found %s); over-apologising sounds canned."), wl(), None);
+                let mut s = spec("Apologies", Level::Warning, &format!("One apology is enough for {a} {mood} customer (found %s); over-apologising sounds canned."), wl(), None);
                 s.occurrence = Some(OccurrenceSpec { tokens: list.clone(), ignorecase: true, min: None, max: Some(max), patterns: vec![] });
                 push("Mood", s);
             }
@@ -558,14 +560,14 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
             }
             if tone.humour == Some(false) {
                 if let Some(list) = ph.humour.get(lang).filter(|l| !l.is_empty()) {
-                    let mut s = spec("NoHumour", Level::Error, &format!("No jokes for a {mood} customer: '%s'."), wl(), Some(FixKind::Remove));
+                    let mut s = spec("NoHumour", Level::Error, &format!("No jokes for {a} {mood} customer: '%s'."), wl(), Some(FixKind::Remove));
                     s.existence = Some(ExistenceSpec { tokens: list.clone(), ignorecase: true, ..Default::default() });
                     push("Mood", s);
                 }
             }
             if tone.next_step == Some(true) {
                 if let Some(list) = ph.next_step.get(lang).filter(|l| !l.is_empty()) {
-                    let mut s = spec("NextStep", Level::Suggestion, &format!("Give a {mood} customer one concrete next step (for example '%s')."), wl(), None);
+                    let mut s = spec("NextStep", Level::Suggestion, &format!("Give {a} {mood} customer one concrete next step (for example '%s')."), wl(), None);
                     s.required = Some(RequiredSpec { any_of: list.clone(), ..Default::default() });
                     push("Mood", s);
                 }

@@ -60,7 +60,7 @@ fn repeated_re() -> &'static Regex {
 }
 fn caps_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"\b\p{Lu}{3,}\b").expect("static regex"))
+    RE.get_or_init(|| Regex::new(r"(?-u:\b)[A-Z]{3,}(?-u:\b)").expect("static regex"))
 }
 
 fn full_stop_for(before: &str) -> &'static str {
@@ -78,7 +78,7 @@ impl Check for Punctuation {
                 let mut n = 0;
                 let mut prev_end = usize::MAX;
                 for (i, c) in seg.text.char_indices() {
-                    if c != '!' && c != '！' {
+                    if (c != '!' && c != '！') || (prev_end != usize::MAX && i < prev_end) {
                         continue;
                     }
                     // A run ("!!") counts once here; `repeated` handles runs.

@@ -51,9 +51,10 @@ impl Check for Repetition {
                     && pw.to_lowercase() == w.to_lowercase()
                     && !self.exceptions.contains(&w.to_lowercase())
                 {
-                    let start = seg.start + pi + pw.len();
-                    let range = start..seg.start + i + w.len();
-                    let fix = self.remove.then(|| Fix::Remove { start: range.start, end: range.end });
+                    // Point at the second word; the fix also removes the gap before it.
+                    let gap_start = seg.start + pi + pw.len();
+                    let range = seg.start + i..seg.start + i + w.len();
+                    let fix = self.remove.then(|| Fix::Remove { start: gap_start, end: range.end });
                     out.push(Hit { range, args: vec![w.to_string()], fix });
                     prev = None;
                     continue;

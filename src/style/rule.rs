@@ -321,19 +321,23 @@ pub trait Check: Send + Sync + fmt::Debug {
 
 /// Join literal tokens into one regex alternation. Word boundaries are added
 /// at ends that are word characters of a spaced script; Japanese/Chinese ends
-/// get none, since those scripts have no spaces between words.
+/// get none, since those scripts have no spaces between words. An ASCII end
+/// gets an ASCII boundary `(?-u:\b)`: the regex crate's fast DFA cannot run a
+/// Unicode `\b` on non-ASCII text and falls back to a much slower engine, and
+/// replies are full of emoji, dashes and CJK. Only Devanagari (and other
+/// non-ASCII spaced-script) ends pay for a Unicode `\b`.
 pub(crate) fn token_pattern(tokens: &[String], patterns: &[String]) -> String {
+    fn boundary(c: Option<char>) -> &'static str {
+        match c {
+            Some(c) if c.is_ascii_alphanumeric() => r"(?-u:\b)",
+            Some(c) if (c.is_alphanumeric() || matches!(c as u32, 0x0900..=0x097F)) && !super::text::is_unspaced_script(c) => r"\b",
+            _ => "",
+        }
+    }
     let mut alts: Vec<String> = tokens
         .iter()
         .filter(|t| !t.is_empty())
-        .map(|t| {
-            let esc = regex::escape(t);
-            let first = t.chars().next().is_some_and(|c| c.is_alphanumeric() && !super::text::is_unspaced_script(c));
-            let last = t.chars().last().is_some_and(|c| c.is_alphanumeric() && !super::text::is_unspaced_script(c));
-            // A trailing combining mark (Devanagari matra) is a word char too.
-            let last = last || t.chars().last().is_some_and(|c| matches!(c as u32, 0x0900..=0x097F));
-            format!("{}{}{}", if first { r"\b" } else { "" }, esc, if last { r"\b" } else { "" })
-        })
+        .map(|t| format!("{}{}{}", boundary(t.chars().next()), regex::escape(t), boundary(t.chars().last())))
         .collect();
     alts.extend(patterns.iter().map(|p| format!("(?:{p})")));
     alts.join("|")

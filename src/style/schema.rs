@@ -79,22 +79,31 @@ impl Node {
     }
 
     /// The node at a key path (`a.b[2]["c d"]`), or the deepest one found.
+    /// A list or mapping reached by a key is reported at its key, which is
+    /// where a reader looks for it.
     pub fn locate(&self, path: &str) -> &Node {
         let mut node = self;
+        let mut key: Option<&Node> = None;
         for seg in parse_path(path) {
             let next = match (&node.kind, seg) {
                 (NodeKind::Map(entries), PathSeg::Key(k)) => {
-                    entries.iter().find(|(key, _)| key.key_name() == Some(k.as_str())).map(|(_, v)| v)
+                    entries.iter().find(|(kn, _)| kn.key_name() == Some(k.as_str())).map(|(kn, v)| (Some(kn), v))
                 }
-                (NodeKind::Seq(items), PathSeg::Index(i)) => items.get(i),
+                (NodeKind::Seq(items), PathSeg::Index(i)) => items.get(i).map(|v| (None, v)),
                 _ => None,
             };
             match next {
-                Some(n) => node = n,
+                Some((k, n)) => {
+                    node = n;
+                    key = k;
+                }
                 None => break,
             }
         }
-        node
+        match (&node.kind, key) {
+            (NodeKind::Map(_) | NodeKind::Seq(_), Some(k)) => k,
+            _ => node,
+        }
     }
 }
 

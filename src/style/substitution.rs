@@ -69,6 +69,9 @@ impl Check for Substitution {
     fn check(&self, seg: Segment<'_>, _cx: &LintContext<'_>, out: &mut Vec<Hit>) {
         for m in self.re.find_iter(seg.text) {
             let Some(to) = self.to.get(&m.as_str().to_lowercase()) else { continue };
+            if seg.index.in_url(seg.start + m.start(), seg.start + m.end()) {
+                continue;
+            }
             let with = match_case(m.as_str(), to);
             let range = seg.start + m.start()..seg.start + m.end();
             let fix = self.fix.then(|| Fix::Replace { start: range.start, end: range.end, with: with.clone() });

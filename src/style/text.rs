@@ -41,6 +41,11 @@ impl<'a> TextIndex<'a> {
         }
     }
 
+    /// Does a byte range fall inside a URL?
+    pub fn in_url(&self, start: usize, end: usize) -> bool {
+        self.urls.iter().any(|u| u.start <= start && end <= u.end)
+    }
+
     /// 1-based line and column (column in Unicode scalar values) of a byte offset.
     pub fn line_col(&self, byte: usize) -> (usize, usize) {
         let byte = byte.min(self.text.len());
