@@ -200,29 +200,32 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
         Kind::Q8_0 => avx2::KD_Q8_0,
     };
     let rows = r_end - r_begin;
-    let mut dwf = vec![0f32; rows * nbp];
-    avx2::f16_to_f32(&w.d[r_begin * nbp..r_end * nbp], &mut dwf);
-    let cwf = if w.kind == Kind::Q4_1 {
-        let mut c = vec![0f32; rows * nbp];
-        avx2::f16_to_f32(&w.m[r_begin * nbp..r_end * nbp], &mut c);
-        c
-    } else {
-        Vec::new()
-    };
-    let mut r = r_begin;
-    while r < r_end {
-        let rr = rt.min(r_end - r);
-        let off = (r - r_begin) * nbp;
-        let dw = &dwf[off..];
-        let cw = if w.kind == Kind::Q4_1 { &cwf[off..] } else { dw };
-        let mut t = 0;
-        while t < a.m {
-            let tt = tp.min(a.m - t);
-            tile_call!(kd, tt, rr, w, r, a, t, dw, cw, out, ldo);
-            t += tt;
-        }
-        r += rr;
+    // Q4_1 minimums widened once per task into a per-thread buffer (no
+    // allocation per call); scales are widened inside the tile loop.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if w.kind == Kind::Q4_1 {
+            if buf.len() < rows * nbp {
+                buf.resize(rows * nbp, 0.0);
+            }
+            avx2::f16_to_f32(&w.m[r_begin * nbp..r_end * nbp], &mut buf[..rows * nbp]);
+        }
+        let mut r = r_begin;
+        while r < r_end {
+            let rr = rt.min(r_end - r);
+            let cw: &[f32] = if w.kind == Kind::Q4_1 { &buf[(r - r_begin) * nbp..] } else { &[] };
+            let mut t = 0;
+            while t < a.m {
+                let tt = tp.min(a.m - t);
+                tile_call!(kd, tt, rr, w, r, a, t, cw, out, ldo);
+                t += tt;
+            }
+            r += rr;
+        }
+    });
 }
 
 #[cfg(test)]
