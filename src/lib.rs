@@ -9,4 +9,5 @@
 
 pub mod engine;
 pub mod models;
+pub mod mood;
 pub mod style;

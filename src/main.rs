@@ -34,6 +34,11 @@ enum Command {
     Lint(cli::style::LintArgs),
     /// Apply the mechanical fixes to a reply and print the fixed text.
     Fix(cli::style::FixArgs),
+    /// Detect a customer's mood, polarity, language and escalation flags
+    /// (`mood TEXT|-`, `mood --eval DIR`, `mood train`).
+    Mood(cli::mood::MoodArgs),
+    /// Triage a JSONL queue of {"id","text"} messages into JSONL with mood and flags.
+    Triage(cli::mood::TriageArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Guide(c) => cli::style::guide(c),
         Command::Lint(a) => cli::style::lint(a),
         Command::Fix(a) => cli::style::fix(a),
+        Command::Mood(a) => cli::mood::mood(a),
+        Command::Triage(a) => cli::mood::triage(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 //! Subcommand bodies, one file per area. Each returns the process exit code.
 
 pub mod engine;
+pub mod generate;
 pub mod models;
+pub mod mood;
 pub mod style;

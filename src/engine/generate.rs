@@ -1,1 +1,523 @@
-//! (placeholder: being written)
+//! The generation loop: prompt tokens in, one or N candidate texts out.
+//!
+//! Shaped like candle's quantized examples — feed the prompt once, then one
+//! token per step — with what a drafting service needs on top:
+//! - the prompt is fed through the prefix cache, so only the tokens after the
+//!   longest prefix seen before are computed;
+//! - N candidates share that one prefill: the state is forked into a batch and
+//!   each candidate samples with its own seed (`seed + i`), its own logit mask
+//!   and its own stop handling, and stops independently;
+//! - text is streamed through a callback as valid UTF-8 that never contains
+//!   (part of) a stop string; the final text is exactly the streamed chunks;
+//! - every run reports why each candidate ended and how long each phase took.
+//!
+//! A `Generator` owns one working model state (batch 1) plus the prefix cache;
+//! it is meant to live in the one task that owns the model.
+
+use super::error::{EngineError, Result};
+use super::model::CausalLm;
+use super::prefix_cache::{common_prefix, CacheStats, PrefixCache};
+use super::sampling::{LogitMask, Sampler, SamplingParams};
+use super::stream::{StopMatcher, Utf8Decoder};
+use super::template::{ChatMessage, ChatTemplate, PromptPart};
+use super::tokenizer::Tokenizer;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Most candidates one request may ask for.
+pub const MAX_CANDIDATES: usize = 16;
+/// Most stop strings one request may give, and their longest length in bytes.
+pub const MAX_STOPS: usize = 16;
+pub const MAX_STOP_BYTES: usize = 256;
+
+/// What to generate and how.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GenerateOptions {
+    /// Most tokens each candidate may produce (the token completing a stop
+    /// string counts; an end-of-generation token does not).
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Text-level stop strings: the text ends before the first one, which is
+    /// never emitted.
+    pub stop: Vec<String>,
+    /// Number of candidates; candidate `i` samples with seed `sampling.seed + i`.
+    pub n: usize,
+    /// Keep going through end-of-generation tokens (benchmarks).
+    pub ignore_eog: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), n: 1, ignore_eog: false }
+    }
+}
+
+impl GenerateOptions {
+    /// Checks ranges; errors name the field, the limit and the value.
+    pub fn validate(&self, context_length: usize) -> Result<()> {
+        let bad = |msg: String| Err(EngineError::Generation(msg));
+        if self.n == 0 || self.n > MAX_CANDIDATES {
+            return bad(format!("n must be between 1 and {MAX_CANDIDATES}, got {}", self.n));
+        }
+        if self.max_tokens > context_length {
+            return bad(format!(
+                "max_tokens must be at most the model's context length {context_length}, got {}",
+                self.max_tokens
+            ));
+        }
+        if self.stop.len() > MAX_STOPS {
+            return bad(format!("stop may hold at most {MAX_STOPS} strings, got {}", self.stop.len()));
+        }
+        if let Some(s) = self.stop.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return bad(format!("each stop string must be at most {MAX_STOP_BYTES} bytes, got one of {}", s.len()));
+        }
+        self.sampling.validate().map_err(|e| EngineError::Generation(e.to_string()))
+    }
+}
+
+/// Why a candidate ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop string appeared (it is not part of the text).
+    Stop,
+    /// The model produced an end-of-generation token.
+    Eog,
+    /// `max_tokens` or the model's context length was reached.
+    Length,
+    /// The stream callback asked to stop.
+    Cancelled,
+}
+
+/// One candidate's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Candidate {
+    pub index: usize,
+    /// The seed this candidate sampled with (reproduce it with `n = 1`).
+    pub seed: u64,
+    pub text: String,
+    /// Generated token ids (an end-of-generation token is not included).
+    pub tokens: Vec<u32>,
+    pub finish: FinishReason,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    /// Prompt tokens served by the prefix cache (not computed).
+    pub cached_tokens: usize,
+    /// Feeding the uncached prompt tokens.
+    pub prefill_ms: f64,
+    /// From the start of the call to the first sampled token.
+    pub ttft_ms: f64,
+    /// From the end of prefill to the end of decoding.
+    pub generate_ms: f64,
+    /// Tokens produced over all candidates.
+    pub generated_tokens: usize,
+    /// `generated_tokens / generate time`.
+    pub tokens_per_s: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GenerateOutput {
+    pub candidates: Vec<Candidate>,
+    pub timings: Timings,
+}
+
+/// Tokens of a chat conversation as the model should see it, with the
+/// generation prompt. Template text is parsed for control tokens; message
+/// content is not — except that content which contains no control-token text
+/// is tokenized together with the template text around it, exactly as
+/// llama.cpp and Hugging Face tokenize the rendered string (tokenizing the
+/// pieces apart could merge differently at the seams).
+pub fn chat_prompt(tokenizer: &Tokenizer, template: &ChatTemplate, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+    let parts = template.render_parts(messages, true)?;
+    let mut ids = Vec::new();
+    let mut run = String::new();
+    for part in parts {
+        match part {
+            PromptPart::Template(s) => run.push_str(&s),
+            PromptPart::Content(s) => {
+                let plain = tokenizer.encode(&s, false)?;
+                if tokenizer.encode(&s, true)? == plain {
+                    run.push_str(&s);
+                } else {
+                    // The content spells a control token: keep it a separate,
+                    // unparsed fragment so it stays plain text.
+                    ids.extend(tokenizer.encode(&run, true)?);
+                    run.clear();
+                    ids.extend(plain);
+                }
+            }
+        }
+    }
+    ids.extend(tokenizer.encode(&run, true)?);
+    Ok(with_bos(tokenizer, ids))
+}
+
+/// Tokens of a raw prompt (no chat template), BOS first when the model wants
+/// it. `parse_special` turns control-token text into control tokens; leave it
+/// off for text a user supplied.
+pub fn raw_prompt(tokenizer: &Tokenizer, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+    Ok(with_bos(tokenizer, tokenizer.encode(text, parse_special)?))
+}
+
+/// Prepends BOS when the model wants it and the tokens do not already start
+/// with it (templates such as Gemma's write `<bos>` themselves).
+fn with_bos(tokenizer: &Tokenizer, mut ids: Vec<u32>) -> Vec<u32> {
+    if tokenizer.add_bos() {
+        if let Some(bos) = tokenizer.bos_id() {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+    }
+    ids
+}
+
+/// One model state, its prefix cache and the tokenizer: the thing that runs
+/// generation requests one after another.
+pub struct Generator {
+    model: Box<dyn CausalLm>,
+    /// Tokens the working state's KV cache holds.
+    held: Vec<u32>,
+    tokenizer: Arc<Tokenizer>,
+    cache: PrefixCache,
+}
+
+impl Generator {
+    pub fn new(model: Box<dyn CausalLm>, tokenizer: Arc<Tokenizer>, cache: PrefixCache) -> Self {
+        let mut model = model;
+        model.reset();
+        Self { model, held: Vec::new(), tokenizer, cache }
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn model(&self) -> &dyn CausalLm {
+        self.model.as_ref()
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Feeds `prompt` (reusing the longest cached prefix, from the working
+    /// state or the prefix cache) and returns the last position's logits and
+    /// how many prompt tokens were reused. Afterwards the working state holds
+    /// exactly `prompt`, and a copy of it is kept in the prefix cache.
+    pub fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+        let r = self.feed_prompt(prompt)?;
+        self.remember(prompt)?;
+        Ok(r)
+    }
+
+    /// Offers the state after `prompt` to the prefix cache. The working state
+    /// must start with `prompt` (it may hold generated tokens after it). Done
+    /// after decoding in `generate`, so the copy is not paid before the first
+    /// token.
+    fn remember(&mut self, prompt: &[u32]) -> Result<()> {
+        if self.cache.touch(prompt) {
+            return Ok(());
+        }
+        if self.held.len() < prompt.len() || self.held[..prompt.len()] != *prompt {
+            return Ok(());
+        }
+        let mut state = self.model.box_clone();
+        if state.seq_len() < prompt.len() {
+            // The copy failed (see `CausalLm::box_clone`): keep nothing.
+            return Ok(());
+        }
+        state.truncate(prompt.len())?;
+        self.cache.insert(prompt, state);
+        Ok(())
+    }
+
+    fn feed_prompt(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+        let ctx = self.model.info().context_length;
+        if prompt.is_empty() {
+            return Err(EngineError::Generation("prompt is empty: at least one token is needed".into()));
+        }
+        if prompt.len() >= ctx {
+            return Err(EngineError::Generation(format!(
+                "prompt has {} tokens; the model's context length is {ctx} and at least one must be left to generate",
+                prompt.len()
+            )));
+        }
+        let vocab = self.model.info().vocab_size;
+        if let Some(&bad) = prompt.iter().find(|&&t| vocab > 0 && t as usize >= vocab) {
+            return Err(EngineError::Generation(format!("prompt token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        // Leave at least one token to feed: it yields the logits.
+        let max_reuse = prompt.len() - 1;
+        let own = common_prefix(&self.held, prompt).min(max_reuse).min(self.model.seq_len());
+        let reused = match self.cache.lookup(prompt, max_reuse, own)? {
+            Some(hit) => {
+                self.model = hit.state;
+                hit.reused
+            }
+            None => {
+                if own == 0 {
+                    self.model.reset();
+                } else {
+                    self.model.truncate(own)?;
+                }
+                self.cache.note_external_reuse(own);
+                own
+            }
+        };
+        self.held.clear();
+        let logits = self.model.forward(&prompt[reused..], reused);
+        let logits = match logits {
+            Ok(l) => l,
+            Err(e) => {
+                // The state may be half-fed: start clean next time.
+                self.model.reset();
+                return Err(e);
+            }
+        };
+        self.held.extend_from_slice(prompt);
+        Ok((logits.flatten_all()?.to_vec1::<f32>()?, reused))
+    }
+
+    /// Generates `opts.n` continuations of `prompt`. `mask` (if any) is forked
+    /// per candidate. `on_chunk(candidate, text)` receives the text as it
+    /// becomes final; returning `false` cancels the whole request.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        mask: Option<&dyn LogitMask>,
+        on_chunk: &mut dyn FnMut(usize, &str) -> bool,
+    ) -> Result<GenerateOutput> {
+        let info = self.model.info().clone();
+        opts.validate(info.context_length)?;
+        let start = Instant::now();
+        let (first_logits, reused) = self.feed_prompt(prompt)?;
+        let prefill_ms = ms(start.elapsed());
+        let decode_start = Instant::now();
+
+        let eog: Vec<u32> = if opts.ignore_eog { Vec::new() } else { self.tokenizer.eog_ids().to_vec() };
+        let history_keep = opts.sampling.repeat_last_n.min(prompt.len());
+        let prompt_tail = &prompt[prompt.len() - history_keep..];
+        let mut cands = (0..opts.n)
+            .map(|i| {
+                let params = SamplingParams { seed: opts.sampling.seed.wrapping_add(i as u64), ..opts.sampling.clone() };
+                CandidateRun::new(i, params, mask.map(|m| m.fork()), &opts.stop, prompt_tail)
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let ctx = Ctx { tokenizer: &self.tokenizer, eog: &eog, max_tokens: opts.max_tokens };
+        let mut cancelled = false;
+        let mut ttft_ms = None;
+        let mut pos = prompt.len();
+
+        // The first token of every candidate comes from the shared prefill.
+        for c in cands.iter_mut() {
+            if opts.max_tokens == 0 {
+                c.finish(FinishReason::Length, on_chunk);
+                continue;
+            }
+            let mut row = first_logits.clone();
+            if !c.step(&mut row, &ctx, on_chunk)? {
+                cancelled = true;
+            }
+        }
+        ttft_ms.get_or_insert(ms(start.elapsed()));
+
+        if opts.n == 1 {
+            // Decode on the working state itself; it then holds prompt +
+            // output, and the next prompt truncates back to what it shares.
+            while !cancelled && cands[0].finish.is_none() {
+                if pos >= info.context_length {
+                    cands[0].finish(FinishReason::Length, on_chunk);
+                    break;
+                }
+                let tok = cands[0].last_token();
+                let logits = self.model.forward(&[tok], pos);
+                let logits = match logits {
+                    Ok(l) => l,
+                    Err(e) => {
+                        self.model.reset();
+                        self.held.clear();
+                        return Err(e);
+                    }
+                };
+                self.held.push(tok);
+                pos += 1;
+                let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
+                if !cands[0].step(&mut row, &ctx, on_chunk)? {
+                    cancelled = true;
+                }
+            }
+        } else if cands.iter().any(|c| c.finish.is_none()) {
+            // A forked copy decodes the batch; the working state keeps the prompt.
+            let mut batch = self.model.box_clone();
+            batch.fork_batch(opts.n)?;
+            while !cancelled && cands.iter().any(|c| c.finish.is_none()) {
+                if pos >= info.context_length {
+                    for c in cands.iter_mut().filter(|c| c.finish.is_none()) {
+                        c.finish(FinishReason::Length, on_chunk);
+                    }
+                    break;
+                }
+                // Finished candidates keep feeding their last token: the batch
+                // shape stays fixed and their rows are ignored.
+                let toks: Vec<u32> = cands.iter().map(|c| c.last_token()).collect();
+                let logits = batch.forward_batch(&toks, pos)?;
+                pos += 1;
+                let rows = logits.to_vec2::<f32>()?;
+                if rows.len() != cands.len() {
+                    return Err(EngineError::Generation(format!(
+                        "forward_batch returned {} rows for a batch of {}",
+                        rows.len(),
+                        cands.len()
+                    )));
+                }
+                for (c, mut row) in cands.iter_mut().zip(rows) {
+                    if c.finish.is_none() && !c.step(&mut row, &ctx, on_chunk)? {
+                        cancelled = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if cancelled {
+            for c in cands.iter_mut().filter(|c| c.finish.is_none()) {
+                c.finish = Some(FinishReason::Cancelled);
+            }
+        }
+
+        let generate_ms = ms(decode_start.elapsed());
+        self.remember(prompt)?;
+        let candidates: Vec<Candidate> = cands.into_iter().map(CandidateRun::into_candidate).collect();
+        let generated_tokens = candidates.iter().map(|c| c.tokens.len()).sum();
+        let timings = Timings {
+            prompt_tokens: prompt.len(),
+            cached_tokens: reused,
+            prefill_ms,
+            ttft_ms: ttft_ms.unwrap_or(prefill_ms),
+            generate_ms,
+            generated_tokens,
+            tokens_per_s: if generate_ms > 0.0 { generated_tokens as f64 / (generate_ms / 1000.0) } else { 0.0 },
+        };
+        Ok(GenerateOutput { candidates, timings })
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// What every candidate's step needs from the request.
+struct Ctx<'a> {
+    tokenizer: &'a Tokenizer,
+    eog: &'a [u32],
+    max_tokens: usize,
+}
+
+/// One candidate while it decodes.
+struct CandidateRun {
+    index: usize,
+    sampler: Sampler,
+    mask: Option<Box<dyn LogitMask>>,
+    utf8: Utf8Decoder,
+    stops: StopMatcher,
+    /// Prompt tail + generated tokens, for the repetition penalties.
+    history: Vec<u32>,
+    generated: Vec<u32>,
+    /// The token to feed next (the last sampled one, EOG included).
+    last: u32,
+    finish: Option<FinishReason>,
+}
+
+impl CandidateRun {
+    fn new(
+        index: usize,
+        params: SamplingParams,
+        mask: Option<Box<dyn LogitMask>>,
+        stop: &[String],
+        prompt_tail: &[u32],
+    ) -> Result<Self> {
+        let sampler = Sampler::new(params).map_err(|e| EngineError::Generation(e.to_string()))?;
+        Ok(Self {
+            index,
+            sampler,
+            mask,
+            utf8: Utf8Decoder::new(),
+            stops: StopMatcher::new(stop),
+            history: prompt_tail.to_vec(),
+            generated: Vec::new(),
+            last: prompt_tail.last().copied().unwrap_or(0),
+            finish: None,
+        })
+    }
+
+    fn last_token(&self) -> u32 {
+        self.last
+    }
+
+    /// Samples one token from `logits` and streams its text. Returns `false`
+    /// when the callback asked to cancel.
+    fn step(&mut self, logits: &mut [f32], ctx: &Ctx, on_chunk: &mut dyn FnMut(usize, &str) -> bool) -> Result<bool> {
+        if let Some(m) = self.mask.as_mut() {
+            m.apply(&self.generated, logits);
+        }
+        let tok = self
+            .sampler
+            .sample(logits, &self.history)
+            .map_err(|e| EngineError::Generation(format!("candidate {}: {e}", self.index)))?;
+        self.last = tok;
+        if ctx.eog.contains(&tok) {
+            return Ok(self.finish(FinishReason::Eog, on_chunk));
+        }
+        self.generated.push(tok);
+        self.history.push(tok);
+        // Control tokens that are not end-of-generation carry no text.
+        let text = if ctx.tokenizer.is_special(tok) { String::new() } else { self.utf8.push(&ctx.tokenizer.token_bytes(tok)) };
+        let (chunk, stopped) = self.stops.push(&text);
+        let mut go_on = emit(on_chunk, self.index, &chunk);
+        if stopped {
+            go_on &= self.finish(FinishReason::Stop, on_chunk);
+        } else if self.generated.len() >= ctx.max_tokens {
+            go_on &= self.finish(FinishReason::Length, on_chunk);
+        }
+        Ok(go_on)
+    }
+
+    /// Ends the candidate and flushes what was held back (an unfinished
+    /// character, a possible stop-string start).
+    fn finish(&mut self, reason: FinishReason, on_chunk: &mut dyn FnMut(usize, &str) -> bool) -> bool {
+        self.finish = Some(reason);
+        let mut go_on = true;
+        if !self.stops.stopped() {
+            let rest = self.utf8.finish();
+            let (chunk, stopped) = self.stops.push(&rest);
+            go_on &= emit(on_chunk, self.index, &chunk);
+            if stopped {
+                self.finish = Some(FinishReason::Stop);
+            }
+        }
+        let tail = self.stops.finish();
+        go_on &= emit(on_chunk, self.index, &tail);
+        go_on
+    }
+
+    fn into_candidate(self) -> Candidate {
+        Candidate {
+            index: self.index,
+            seed: self.sampler.params().seed,
+            text: self.stops.text().to_string(),
+            tokens: self.generated,
+            finish: self.finish.unwrap_or(FinishReason::Length),
+        }
+    }
+}
+
+fn emit(on_chunk: &mut dyn FnMut(usize, &str) -> bool, index: usize, chunk: &str) -> bool {
+    chunk.is_empty() || on_chunk(index, chunk)
+}

@@ -16,6 +16,7 @@ pub mod model;
 pub mod prefix_cache;
 pub mod qlinear;
 pub mod sampling;
+pub mod stream;
 pub mod template;
 pub mod tokenizer;
 

@@ -7,7 +7,11 @@
 //! decoded together (so `fork_batch` + `forward_batch`).
 
 use super::error::Result;
+use super::gguf::GgufFile;
+use super::template::ChatTemplate;
+use super::tokenizer::Tokenizer;
 use candle_core::Tensor;
+use std::path::{Path, PathBuf};
 
 /// Facts about a loaded model that callers need (read from GGUF metadata).
 #[derive(Debug, Clone)]
@@ -17,9 +21,38 @@ pub struct ModelInfo {
     /// `general.name` when present, else the file stem.
     pub name: String,
     pub vocab_size: usize,
+    /// The context this instance runs with: the training context capped by
+    /// `LoadOptions::max_context` (rotary tables are sized to it).
     pub context_length: usize,
+    /// `{arch}.context_length` as the file states it.
+    pub train_context_length: usize,
     pub n_layer: usize,
     pub embedding_length: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// The GGUF file the model came from.
+    pub path: PathBuf,
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Cap on positions per sequence; `None` means
+    /// min(training context, [`DEFAULT_MAX_CONTEXT`]).
+    pub max_context: Option<usize>,
+}
+
+/// Default cap on the context a model is loaded with. Drafts are short; the
+/// cap bounds the rotary tables and makes an over-long prompt a clear error.
+pub const DEFAULT_MAX_CONTEXT: usize = 8192;
+
+impl LoadOptions {
+    /// The context to run with for a file trained with `train` positions.
+    pub fn context_for(&self, train: usize) -> usize {
+        let want = self.max_context.unwrap_or(DEFAULT_MAX_CONTEXT);
+        want.min(train).max(1)
+    }
 }
 
 /// A causal language model with its own KV cache.
@@ -54,4 +87,36 @@ pub trait CausalLm: Send {
     fn kv_cache_bytes(&self) -> usize;
 
     fn info(&self) -> &ModelInfo;
+}
+
+/// A loaded model: weights with their KV cache, the tokenizer and the chat
+/// template, all built from one GGUF file.
+pub struct Model {
+    pub info: ModelInfo,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    pub lm: Box<dyn CausalLm>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// Opens and validates `path`, then builds the tokenizer, the chat template
+/// and the network. Every failure names the file.
+pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+    let gguf = GgufFile::open(path.as_ref())?;
+    let tokenizer = Tokenizer::from_gguf(gguf.content())?;
+    let template = ChatTemplate::from_gguf(gguf.content(), &tokenizer)?;
+    let lm = super::arch::load_lm(&gguf, opts)?;
+    Ok(Model { info: lm.info().clone(), tokenizer, template, lm })
+}
+
+/// Loads only the network (no tokenizer or template): for tools and tests
+/// that feed token ids directly.
+pub fn load_lm(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Box<dyn CausalLm>> {
+    let gguf = GgufFile::open(path.as_ref())?;
+    super::arch::load_lm(&gguf, opts)
 }

@@ -1,0 +1,723 @@
+//! The pieces llama, qwen2 and gemma3 share: embedding lookup, RMS norm,
+//! rotary tables, the KV cache, grouped-query attention with causal and
+//! sliding-window masks, the gated MLP, and [`Decoder`], the one
+//! implementation of [`CausalLm`] the three architectures plug into.
+//!
+//! Why one decoder and not three copies of candle's model files: the things a
+//! prefix cache and batched candidates need (a KV cache that can be rolled
+//! back, forked into N sequences and cloned without copying weights) are the
+//! same for every architecture, and the places where candle's files were wrong
+//! (gemma3's mask at a position > 0, its sliding window, its 131,072-position
+//! rotary table per layer) were bugs in exactly this shared plumbing. Each
+//! architecture file keeps only what is its own: metadata keys, tensor names
+//! and the per-layer forward.
+//!
+//! KV cache layout: per layer, plain vectors [position][sequence][kv_head·head_dim]
+//! with capacity reserved in [`KV_CHUNK`]-position steps, so a decoding step
+//! appends one position and rolling back is a truncate. Values are rounded to
+//! f16 precision on the way in, as llama.cpp's default f16 cache does.
+//! Attention is our own loop over each query's visible keys (see
+//! [`attention`] for why), GQA without copying K/V per query head.
+
+use super::super::error::{EngineError, Result};
+use super::super::gguf::{AlignedBytes, GgufFile};
+use super::super::model::{CausalLm, ModelInfo};
+use super::super::qlinear::QLinear;
+use candle_core::quantized::{ggml_file, GgmlDType};
+use candle_core::{Device, IndexOp, Tensor};
+use memmap2::Mmap;
+use std::sync::Arc;
+
+/// KV cache growth step, in positions.
+pub const KV_CHUNK: usize = 256;
+
+fn gen_err(msg: impl Into<String>) -> EngineError {
+    EngineError::Generation(msg.into())
+}
+
+// ---------------------------------------------------------------- embedding
+
+/// Token-embedding table kept in its file encoding; rows are dequantized when
+/// looked up. Reads straight from the file map, so an untouched row costs no
+/// memory at all.
+#[derive(Clone)]
+pub struct Embedding {
+    mmap: Arc<Mmap>,
+    start: usize,
+    row_bytes: usize,
+    dtype: GgmlDType,
+    vocab: usize,
+    dim: usize,
+}
+
+impl Embedding {
+    pub fn from_gguf(g: &GgufFile, name: &str, vocab: usize, dim: usize) -> Result<Self> {
+        let loc = g.expect_shape(name, &[vocab, dim])?;
+        let row_bytes = dim / loc.dtype.block_size() * loc.dtype.type_size();
+        Ok(Self { mmap: g.mmap().clone(), start: loc.start, row_bytes, dtype: loc.dtype, vocab, dim })
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// `ids` (b, s) row-major → (b, s, dim) f32.
+    pub fn forward(&self, ids: &[u32], b: usize, s: usize) -> Result<Tensor> {
+        let mut out = Vec::with_capacity(ids.len() * self.dim);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.vocab {
+                return Err(gen_err(format!("token id {id} is out of range (vocabulary size {})", self.vocab)));
+            }
+            let at = self.start + id * self.row_bytes;
+            let row = AlignedBytes::copy_from(&self.mmap[at..at + self.row_bytes]);
+            let q = ggml_file::qtensor_from_ggml(self.dtype, row.as_bytes(), vec![self.dim], &Device::Cpu)?;
+            out.extend(q.dequantize(&Device::Cpu)?.to_vec1::<f32>()?);
+        }
+        Ok(Tensor::from_vec(out, (b, s, self.dim), &Device::Cpu)?)
+    }
+}
+
+// ---------------------------------------------------------------- norm
+
+#[derive(Clone)]
+pub struct RmsNorm {
+    w: Arc<Vec<f32>>,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn from_gguf(g: &GgufFile, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self { w: Arc::new(to_vec(&g.dense(name, dim)?)?), eps: eps as f32 })
+    }
+
+    /// Normalises over the last dimension the way ggml does (sum of squares in
+    /// f64, scale by 1/√(mean + eps), then multiply by the weight).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let n = *dims.last().unwrap_or(&0);
+        if n != self.w.len() {
+            return Err(gen_err(format!("rms norm over {n} values with a weight of {}", self.w.len())));
+        }
+        let mut v = to_vec(x)?;
+        for row in v.chunks_exact_mut(n) {
+            let sum: f64 = row.iter().map(|&a| (a * a) as f64).sum();
+            let mean = (sum / n as f64) as f32;
+            let scale = 1.0 / (mean + self.eps).sqrt();
+            for (a, w) in row.iter_mut().zip(self.w.iter()) {
+                *a = (*a * scale) * w;
+            }
+        }
+        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?)
+    }
+}
+
+// ---------------------------------------------------------------- rope
+
+/// How rotary pairs are formed: llama's GGUF weights are permuted for the
+/// interleaved form (pairs 2i, 2i+1); qwen2 and gemma3 use NEOX (i, i + d/2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    Interleaved,
+    Neox,
+}
+
+/// cos/sin tables [position][head_dim/2], built once per distinct
+/// (base, scale) and shared by every layer that uses them (`Arc`). Sized to
+/// the configured context, not the model's training maximum.
+#[derive(Clone)]
+pub struct Rope {
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    half: usize,
+    style: RopeStyle,
+    max_positions: usize,
+}
+
+impl Rope {
+    /// `freq_scale` is llama.cpp's (1 / linear scaling factor): position p is
+    /// rotated as if it were p × freq_scale.
+    pub fn new(head_dim: usize, base: f64, freq_scale: f64, style: RopeStyle, max_positions: usize) -> Result<Self> {
+        let half = head_dim / 2;
+        // As ggml's rope cache: θ starts at p and is multiplied by
+        // base^(−2/d) per pair, in f32, then scaled by freq_scale.
+        let theta_scale = (base as f32).powf(-2.0 / head_dim as f32);
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for p in 0..max_positions {
+            let mut theta = p as f32;
+            for _ in 0..half {
+                let a = freq_scale as f32 * theta;
+                cos.push(a.cos());
+                sin.push(a.sin());
+                theta *= theta_scale;
+            }
+        }
+        Ok(Self { cos: Arc::new(cos), sin: Arc::new(sin), half, style, max_positions })
+    }
+
+    /// Rotates `x` in place: layout [b][s][heads][head_dim], positions pos..pos+s.
+    pub fn apply(&self, x: &mut [f32], b: usize, s: usize, heads: usize, pos: usize) -> Result<()> {
+        if pos + s > self.max_positions {
+            return Err(gen_err(format!(
+                "position {} is past the configured context of {} tokens",
+                pos + s,
+                self.max_positions
+            )));
+        }
+        let (half, d) = (self.half, 2 * self.half);
+        if x.len() != b * s * heads * d {
+            return Err(gen_err(format!("rope: {} values for {b}×{s}×{heads}×{d}", x.len())));
+        }
+        for (r, row) in x.chunks_exact_mut(d).enumerate() {
+            let t = (r / heads) % s;
+            let c = &self.cos[(pos + t) * half..(pos + t + 1) * half];
+            let sn = &self.sin[(pos + t) * half..(pos + t + 1) * half];
+            match self.style {
+                RopeStyle::Interleaved => {
+                    for i in 0..half {
+                        let (x0, x1) = (row[2 * i], row[2 * i + 1]);
+                        row[2 * i] = x0 * c[i] - x1 * sn[i];
+                        row[2 * i + 1] = x0 * sn[i] + x1 * c[i];
+                    }
+                }
+                RopeStyle::Neox => {
+                    for i in 0..half {
+                        let (x0, x1) = (row[i], row[i + half]);
+                        row[i] = x0 * c[i] - x1 * sn[i];
+                        row[i + half] = x0 * sn[i] + x1 * c[i];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- kv cache
+
+/// Rounds values to f16 precision (kept in f32 storage): llama.cpp's default
+/// KV cache type is f16 and it converts Q to f16 for the K·Q dot product, so
+/// this is what greedy parity with it needs.
+fn round_f16(src: &[f32], dst: &mut Vec<f32>) {
+    use half::slice::HalfFloatSliceExt;
+    let mut h = vec![half::f16::ZERO; src.len()];
+    h.convert_from_f32_slice(src);
+    let at = dst.len();
+    dst.resize(at + src.len(), 0.0);
+    h.convert_to_f32_slice(&mut dst[at..]);
+}
+
+/// One layer's cached keys and values, layout [position][sequence][kv_head·head_dim],
+/// so growing the cache appends at the end (capacity is reserved in
+/// [`KV_CHUNK`]-position steps) and rolling back is `Vec::truncate`.
+#[derive(Default, Clone)]
+pub struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    len: usize,
+    batch: usize,
+    row: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch.max(1)
+    }
+
+    pub fn bytes(&self) -> usize {
+        (self.k.capacity() + self.v.capacity()) * 4
+    }
+
+    /// Appends k, v laid out [b][s][row] (row = kv_heads·head_dim).
+    pub fn append(&mut self, k: &[f32], v: &[f32], b: usize, s: usize) -> Result<()> {
+        if b == 0 || s == 0 || k.len() != v.len() || k.len() % (b * s) != 0 {
+            return Err(gen_err(format!("KV append: {} values for batch {b} × {s} positions", k.len())));
+        }
+        let row = k.len() / (b * s);
+        if self.len == 0 {
+            self.batch = b;
+            self.row = row;
+        } else if self.batch != b || self.row != row {
+            return Err(gen_err(format!("KV cache holds {} sequences, got a batch of {b}", self.batch)));
+        }
+        let need = (self.len + s) * b * row;
+        if self.k.capacity() < need {
+            let cap = (self.len + s).div_ceil(KV_CHUNK) * KV_CHUNK * b * row;
+            self.k.reserve_exact(cap - self.k.len());
+            self.v.reserve_exact(cap - self.v.len());
+        }
+        for t in 0..s {
+            for bi in 0..b {
+                let at = (bi * s + t) * row;
+                round_f16(&k[at..at + row], &mut self.k);
+                round_f16(&v[at..at + row], &mut self.v);
+            }
+        }
+        self.len += s;
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+            self.k.truncate(len * self.batch * self.row);
+            self.v.truncate(len * self.batch * self.row);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Replicates a batch-1 cache into `n` sequences.
+    pub fn fork(&mut self, n: usize) -> Result<()> {
+        if self.len == 0 || n == 1 {
+            return Ok(());
+        }
+        if self.batch != 1 {
+            return Err(gen_err(format!("fork_batch needs a single-sequence cache, it holds {}", self.batch)));
+        }
+        let row = self.row;
+        let cap = (self.len + 1).div_ceil(KV_CHUNK) * KV_CHUNK * n * row;
+        let rep = |src: &[f32]| {
+            let mut out = Vec::with_capacity(cap);
+            for p in src.chunks_exact(row) {
+                for _ in 0..n {
+                    out.extend_from_slice(p);
+                }
+            }
+            out
+        };
+        self.k = rep(&self.k);
+        self.v = rep(&self.v);
+        self.batch = n;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- attention
+
+/// The first position a query at `p` sees: `window` positions back at most
+/// (llama.cpp masks key p0 for query p1 when p1 − p0 ≥ n_swa).
+pub fn window_start(p: usize, window: Option<usize>) -> usize {
+    match window {
+        Some(w) if p + 1 > w => p + 1 - w,
+        _ => 0,
+    }
+}
+
+/// Rounds to f16 precision (round to nearest even), kept as f32. Exact for
+/// f16's normal range, which the attention accumulator stays in.
+#[inline(always)]
+fn r16(x: f32) -> f32 {
+    let b = x.to_bits();
+    f32::from_bits(b.wrapping_add(0x0FFF + ((b >> 13) & 1)) & !0x1FFF)
+}
+
+/// Dot product with a fixed summation order (8 lanes, then the lanes in
+/// order), independent of how many rows or keys are processed together.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = 0f32;
+    for (x, y) in ta.iter().zip(tb) {
+        s += x * y;
+    }
+    acc.iter().sum::<f32>() + s
+}
+
+/// Causal grouped-query attention over the cache, one query row at a time.
+///
+/// Hand-written rather than two batched matmuls because the result for a
+/// query must not depend on how many queries or keys are processed together:
+/// a batched matmul + masked softmax sums in a shape-dependent order, and
+/// the tiny differences flip int8 rounding in the next quantized matmul,
+/// which moved logits by 0.2 between "prefix then suffix" and "all at once".
+/// Here each query visits exactly the keys it may see (causal, and the
+/// sliding window when `window` is set) in position order.
+///
+/// q: [b][s][n_head][d] (f32, queries at pos..pos+s); returns (b, s, n_head·d).
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    kv: &KvCache,
+    b: usize,
+    s: usize,
+    n_head: usize,
+    n_kv: usize,
+    d: usize,
+    pos: usize,
+    window: Option<usize>,
+    scale: f32,
+) -> Result<Tensor> {
+    use rayon::prelude::*;
+    if q.len() != b * s * n_head * d || kv.row != n_kv * d || kv.batch() != b || kv.len() != pos + s {
+        return Err(gen_err("attention: query and cache shapes disagree"));
+    }
+    let mut qh = Vec::with_capacity(q.len());
+    round_f16(q, &mut qh);
+    let group = n_head / n_kv;
+    let (kc, vc, row) = (&kv.k, &kv.v, kv.row);
+    let mut out = vec![0f32; q.len()];
+    out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+        let h = r % n_head;
+        let t = (r / n_head) % s;
+        let bi = r / (n_head * s);
+        let kh = h / group;
+        let p = pos + t;
+        let start = window_start(p, window);
+        let qr = &qh[r * d..(r + 1) * d];
+        let at = |j: usize| (j * b + bi) * row + kh * d;
+        // llama.cpp's CPU flash attention with an f16 V cache: online
+        // softmax over keys in order, the V accumulator kept in f16.
+        let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+        for j in start..=p {
+            let sc = dot(qr, &kc[at(j)..at(j) + d]) * scale;
+            let (ms, vs) = if sc > m {
+                let ms = (m - sc).exp();
+                m = sc;
+                (ms, 1.0)
+            } else {
+                (1.0, (sc - m).exp())
+            };
+            if ms != 1.0 {
+                for a in o.iter_mut() {
+                    *a = r16(*a * ms);
+                }
+            }
+            let vr = &vc[at(j)..at(j) + d];
+            for (a, &x) in o.iter_mut().zip(vr) {
+                *a = r16(*a + x * vs);
+            }
+            sum = sum * ms + vs;
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        for a in o.iter_mut() {
+            *a *= inv;
+        }
+    });
+    Ok(Tensor::from_vec(out, (b, s, n_head * d), &Device::Cpu)?)
+}
+
+/// A tensor (any shape) as a flat f32 vector, row-major.
+pub fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+// ---------------------------------------------------------------- mlp
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`, llama.cpp's LLM_FFN_GELU).
+    GeluTanh,
+}
+
+/// down(act(gate(x)) * up(x)).
+#[derive(Clone)]
+pub struct Mlp {
+    pub gate: QLinear,
+    pub up: QLinear,
+    pub down: QLinear,
+    pub act: Activation,
+}
+
+impl Mlp {
+    pub fn from_gguf(g: &GgufFile, prefix: &str, dim: usize, ff: usize, act: Activation) -> Result<Self> {
+        Ok(Self {
+            gate: linear(g, &format!("{prefix}.ffn_gate.weight"), ff, dim)?,
+            up: linear(g, &format!("{prefix}.ffn_up.weight"), ff, dim)?,
+            down: linear(g, &format!("{prefix}.ffn_down.weight"), dim, ff)?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = self.gate.forward(x)?;
+        let u = self.up.forward(x)?;
+        let g = match self.act {
+            Activation::Silu => candle_nn::ops::silu(&g)?,
+            Activation::GeluTanh => g.gelu()?,
+        };
+        Ok(self.down.forward(&(g * u)?)?)
+    }
+}
+
+/// A weight matrix (out, in) as a [`QLinear`], shape-checked.
+pub fn linear(g: &GgufFile, name: &str, out: usize, inp: usize) -> Result<QLinear> {
+    g.expect_shape(name, &[out, inp])?;
+    let q = g.tensor(name)?;
+    QLinear::from_qtensor(q).map_err(|e| g.error(format!("tensor `{name}`: {e}")))
+}
+
+// ---------------------------------------------------------------- decoder
+
+/// One transformer block of an architecture.
+pub trait Block: Send + Sync + 'static {
+    /// x (b, s, dim) at absolute positions pos..pos+s → (b, s, dim).
+    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize) -> Result<Tensor>;
+}
+
+/// Weights shared by every copy of a model (behind one `Arc`).
+pub struct DecoderWeights<B: Block> {
+    pub embed: Embedding,
+    /// Multiplies embeddings (gemma: √dim).
+    pub embed_scale: Option<f64>,
+    pub blocks: Vec<B>,
+    pub norm: RmsNorm,
+    pub output: QLinear,
+    pub info: ModelInfo,
+}
+
+/// A model instance: shared weights + its own KV cache.
+pub struct Decoder<B: Block> {
+    w: Arc<DecoderWeights<B>>,
+    kv: Vec<KvCache>,
+}
+
+impl<B: Block> Decoder<B> {
+    pub fn new(w: DecoderWeights<B>) -> Self {
+        let kv = (0..w.blocks.len()).map(|_| KvCache::default()).collect();
+        Self { w: Arc::new(w), kv }
+    }
+
+    fn batch(&self) -> usize {
+        self.kv.first().map(|c| c.batch()).unwrap_or(1)
+    }
+
+    /// tokens (b·s, row-major) → logits of the last position (b, vocab).
+    fn run(&mut self, tokens: &[u32], b: usize, s: usize, pos: usize) -> Result<Tensor> {
+        if s == 0 || tokens.is_empty() {
+            return Err(gen_err("no tokens to feed"));
+        }
+        let cached = self.seq_len();
+        if pos != cached {
+            return Err(gen_err(format!(
+                "position {pos} does not follow the cache, which holds {cached} positions (truncate first)"
+            )));
+        }
+        let max = self.w.info.context_length;
+        if pos + s > max {
+            return Err(gen_err(format!(
+                "{} tokens do not fit the context of {max} tokens (cache holds {pos})",
+                s
+            )));
+        }
+        let mut x = self.w.embed.forward(tokens, b, s)?;
+        if let Some(scale) = self.w.embed_scale {
+            x = (x * scale)?;
+        }
+        for (block, kv) in self.w.blocks.iter().zip(self.kv.iter_mut()) {
+            x = block.forward(&x, kv, pos)?;
+        }
+        let x = x.i((.., s - 1, ..))?.contiguous()?;
+        let x = self.w.norm.forward(&x)?;
+        Ok(self.w.output.forward(&x)?)
+    }
+
+    fn rollback_on_error<T>(&mut self, pos: usize, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            for c in self.kv.iter_mut() {
+                c.truncate(pos);
+            }
+        }
+        r
+    }
+}
+
+impl<B: Block> CausalLm for Decoder<B> {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
+        if self.batch() != 1 {
+            return Err(gen_err(format!(
+                "forward feeds one sequence but the cache holds {} (reset, or use forward_batch)",
+                self.batch()
+            )));
+        }
+        let r = self.run(tokens, 1, tokens.len(), pos);
+        let r = self.rollback_on_error(pos, r)?;
+        Ok(r.squeeze(0)?)
+    }
+
+    fn forward_batch(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
+        let b = self.batch();
+        if tokens.len() != b {
+            return Err(gen_err(format!("forward_batch got {} tokens for {b} cached sequences", tokens.len())));
+        }
+        let r = self.run(tokens, b, 1, pos);
+        self.rollback_on_error(pos, r)
+    }
+
+    fn fork_batch(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Err(gen_err("fork_batch(0): at least one sequence is needed"));
+        }
+        if self.seq_len() == 0 {
+            return Err(gen_err("fork_batch needs a prefilled cache"));
+        }
+        for c in self.kv.iter_mut() {
+            c.fork(n)?;
+        }
+        Ok(())
+    }
+
+    fn seq_len(&self) -> usize {
+        self.kv.first().map(|c| c.len()).unwrap_or(0)
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<()> {
+        if len > self.seq_len() {
+            return Err(gen_err(format!("cannot truncate to {len}: the cache holds {}", self.seq_len())));
+        }
+        for c in self.kv.iter_mut() {
+            c.truncate(len);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        for c in self.kv.iter_mut() {
+            c.reset();
+        }
+    }
+
+    fn box_clone(&self) -> Box<dyn CausalLm> {
+        // Vec clones are deep and sized to the cached positions only.
+        Box::new(Self { w: self.w.clone(), kv: self.kv.clone() })
+    }
+
+    fn kv_cache_bytes(&self) -> usize {
+        self.kv.iter().map(|c| c.bytes()).sum()
+    }
+
+    fn info(&self) -> &ModelInfo {
+        &self.w.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference attention with explicit loops and a -inf mask over all keys.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], s: usize, nh: usize, nkv: usize, d: usize, pos: usize, w: Option<usize>) -> Vec<f32> {
+        let l = pos + s;
+        let mut out = vec![0f32; s * nh * d];
+        for h in 0..nh {
+            let kh = h / (nh / nkv);
+            for i in 0..s {
+                let p = pos + i;
+                let qr = &q[(i * nh + h) * d..][..d];
+                let mut sc: Vec<f32> = (0..l)
+                    .map(|j| {
+                        let hidden = j > p || w.is_some_and(|w| p - j >= w);
+                        if hidden { f32::NEG_INFINITY } else { (0..d).map(|x| qr[x] * k[(j * nkv + kh) * d + x]).sum::<f32>() }
+                    })
+                    .collect();
+                let m = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let z: f32 = sc.iter_mut().map(|x| { *x = (*x - m).exp(); *x }).sum();
+                for x in 0..d {
+                    out[(i * nh + h) * d + x] = (0..l).map(|j| sc[j] / z * v[(j * nkv + kh) * d + x]).sum();
+                }
+            }
+        }
+        out
+    }
+
+    fn rand(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed;
+        (0..n).map(|_| { x = x.wrapping_mul(1664525).wrapping_add(1013904223); (x >> 8) as f32 / (1 << 24) as f32 - 0.5 }).collect()
+    }
+
+    fn f16r(x: &[f32]) -> Vec<f32> {
+        let mut o = Vec::new();
+        round_f16(x, &mut o);
+        o
+    }
+
+    #[test]
+    fn gqa_attention_matches_naive_with_and_without_window() {
+        let (nh, nkv, d, pos, s) = (6, 2, 8, 5, 4);
+        let q = f16r(&rand(s * nh * d, 1));
+        let k = f16r(&rand((pos + s) * nkv * d, 2));
+        let v = f16r(&rand((pos + s) * nkv * d, 3));
+        for w in [None, Some(3)] {
+            let mut c = KvCache::default();
+            c.append(&k[..pos * nkv * d], &v[..pos * nkv * d], 1, pos).unwrap();
+            c.append(&k[pos * nkv * d..], &v[pos * nkv * d..], 1, s).unwrap();
+            let got: Vec<f32> = attention(&q, &c, 1, s, nh, nkv, d, pos, w, 1.0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let want = naive(&q, &k, &v, s, nh, nkv, d, pos, w);
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            // the accumulator is f16 (as llama.cpp's): ~2^-11 relative per step
+            assert!(diff < 2e-3, "window {w:?}: diff {diff}");
+        }
+    }
+
+    #[test]
+    fn r16_rounds_like_half() {
+        for x in rand(10_000, 9).iter().map(|x| x * 300.0) {
+            if x.abs() > 1e-4 {
+                assert_eq!(r16(x), half::f16::from_f32(x).to_f32(), "{x}");
+            }
+        }
+    }
+
+    #[test]
+    fn window_start_follows_llama_cpp() {
+        assert_eq!(window_start(4, Some(3)), 2); // sees 2, 3, 4
+        assert_eq!(window_start(2, Some(3)), 0);
+        assert_eq!(window_start(100, None), 0);
+    }
+
+    #[test]
+    fn kv_cache_grows_truncates_forks_and_clones_deeply() {
+        let mut c = KvCache::default();
+        let k = rand(300 * 8, 4);
+        c.append(&k, &k, 1, 300).unwrap();
+        assert_eq!(c.len(), 300);
+        assert!(c.k.capacity() >= 512 * 8);
+        assert_eq!(c.k, f16r(&k));
+        c.truncate(10);
+        let snapshot = c.clone();
+        c.append(&[1.0; 8], &[1.0; 8], 1, 1).unwrap();
+        assert_eq!(c.len(), 11);
+        assert_eq!(snapshot.len(), 10);
+        assert_eq!(snapshot.k, f16r(&k[..80]));
+        c.fork(3).unwrap();
+        assert_eq!(c.batch(), 3);
+        c.append(&[2.0; 24], &[2.0; 24], 3, 1).unwrap();
+        // position 10 is the 1.0 row for all three sequences, then 2.0
+        assert_eq!(&c.k[10 * 24..11 * 24], &[1.0; 24]);
+        assert_eq!(&c.k[11 * 24..12 * 24], &[2.0; 24]);
+        assert!(c.append(&[0.0; 8], &[0.0; 8], 1, 1).is_err());
+    }
+
+    #[test]
+    fn rope_styles_rotate_the_right_pairs() {
+        let r = Rope::new(4, 10_000.0, 1.0, RopeStyle::Interleaved, 8).unwrap();
+        let mut x = vec![1.0, 0.0, 1.0, 0.0];
+        r.apply(&mut x, 1, 1, 1, 1).unwrap();
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let r = Rope::new(4, 10_000.0, 1.0, RopeStyle::Neox, 8).unwrap();
+        let mut x = vec![1.0, 1.0, 0.0, 0.0];
+        r.apply(&mut x, 1, 1, 1, 1).unwrap();
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);
+        assert!(r.apply(&mut x, 1, 1, 1, 8).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Mood detection with the real all-MiniLM-L6-v2 weights and the committed heads.
+
+use std::sync::OnceLock;
+
+use brandvoice::mood::{self, MoodDetector, MoodError};
+
+fn det() -> &'static MoodDetector {
+    static D: OnceLock<MoodDetector> = OnceLock::new();
+    D.get_or_init(|| MoodDetector::load().expect("load the mood detector (MiniLM in the models dir + built-in heads)"))
+}
+
+#[test]
+fn embeddings_are_real_sentence_vectors() {
+    let e = det().embedder();
+    let v = e.embed_batch(&["My parcel is late again", "My delivery still hasn't arrived", "I love this song so much"]).expect("embed");
+    for x in &v {
+        assert_eq!(x.len(), mood::embed::EMBEDDING_DIM);
+        let norm: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+    let close = mood::embed::dot(&v[0], &v[1]);
+    let far = mood::embed::dot(&v[0], &v[2]);
+    assert!(close > far + 0.2, "paraphrase {close} vs unrelated {far}");
+    // Batching (with padding) must not change a vector.
+    let alone = e.embed("My parcel is late again").expect("embed");
+    assert!(mood::embed::dot(&alone, &v[0]) > 0.9999);
+}
+
+fn check(cases: &[(&str, &str)]) {
+    for (text, want) in cases {
+        let r = det().analyze(text).expect("analyze");
+        assert_eq!(&r.mood, want, "{text:?}: got {} ({:?})", r.mood, r.moods);
+    }
+}
+
+#[test]
+fn english_moods() {
+    check(&[
+        ("This is the FOURTH time you've cancelled my delivery. Absolutely useless company!!!", "angry"),
+        ("Thank you so much for fixing my account so quickly, you're a star", "grateful"),
+        ("I'm really worried, my card was declined abroad and I have no other way to pay", "anxious"),
+        ("How do I add a second user to my subscription? I can't find the setting", "confused"),
+        ("Can you confirm the delivery address for order 1182?", "neutral"),
+        ("Absolutely loving the new playlist feature, it's brilliant 😍", "happy"),
+    ]);
+}
+
+#[test]
+fn japanese_moods() {
+    check(&[
+        ("何度言ったら分かるんだ！最悪の対応だ。許せない！", "angry"),
+        ("丁寧に対応していただき、本当にありがとうございました。", "grateful"),
+        ("明日の出発までにパスポートの書類が届くか心配です。大丈夫でしょうか？", "anxious"),
+    ]);
+    let r = det().analyze("丁寧に対応していただき、本当にありがとうございました。").expect("analyze");
+    assert_eq!(r.language.code, "ja");
+    assert_eq!(r.method, "lexicon");
+    assert_eq!(r.polarity, "positive");
+}
+
+#[test]
+fn hindi_moods() {
+    check(&[
+        ("यह बिल्कुल बकवास सर्विस है, मुझे बहुत गुस्सा आ रहा है!", "angry"),
+        ("इतनी जल्दी मदद करने के लिए आपका बहुत बहुत धन्यवाद।", "grateful"),
+        ("मेरी फ़्लाइट कल है और टिकट अभी तक नहीं आया, बहुत चिंता हो रही है।", "anxious"),
+    ]);
+    let r = det().analyze("इतनी जल्दी मदद करने के लिए आपका बहुत बहुत धन्यवाद।").expect("analyze");
+    assert_eq!(r.language.code, "hi");
+}
+
+#[test]
+fn probabilities_are_distributions() {
+    let r = det().analyze("Where is my order??").expect("analyze");
+    for v in [&r.moods, &r.polarities, &r.emotion] {
+        let s: f32 = v.iter().map(|s| s.probability).sum();
+        assert!((s - 1.0).abs() < 1e-4, "{v:?}");
+    }
+    assert_eq!(r.moods.len(), 7);
+    assert!((r.confidence - r.mood_probability(&r.mood)).abs() < 1e-6);
+    assert!(r.needs_reply);
+    assert_eq!(r.signals.questions, 2);
+    assert!(r.signals.repeated_punctuation);
+}
+
+#[test]
+fn signals_reach_the_report() {
+    let r = det().analyze("WHY IS MY ACCOUNT LOCKED AGAIN?! Sort it out 😡").expect("analyze");
+    assert!(r.signals.all_caps_words >= 5);
+    assert_eq!(r.signals.emoji, ["😡"]);
+    assert!(matches!(r.mood.as_str(), "angry" | "frustrated"), "{:?}", r.moods);
+    assert_eq!(r.polarity, "negative");
+}
+
+#[test]
+fn escalation_through_the_detector() {
+    let r = det().analyze("If my money isn't back by Monday my solicitor will take this further and I'm closing my account.").expect("analyze");
+    let kinds: Vec<&str> = r.escalation.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, ["legal_threat", "churn_threat"]);
+    assert_eq!(r.priority, "urgent");
+    assert!(r.needs_reply);
+    let r = det().analyze("Loved the gig last night, the encore was fire 🔥").expect("analyze");
+    assert!(r.escalation.is_empty(), "{:?}", r.escalation);
+    assert!(!r.needs_reply);
+    assert_eq!(r.priority, "low");
+}
+
+#[test]
+fn empty_and_long_input() {
+    assert!(matches!(det().analyze("  \t\n"), Err(MoodError::Empty)));
+    let too_long = "word ".repeat(mood::MAX_CHARS / 5 + 1);
+    match det().analyze(&too_long) {
+        Err(MoodError::TooLong { chars, limit }) => {
+            assert_eq!(limit, mood::MAX_CHARS);
+            assert_eq!(chars, too_long.chars().count());
+        }
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+    // Long but allowed: the embedding sees the first 256 tokens, no panic.
+    let long = "The delivery was late and the box was damaged. ".repeat(300);
+    let r = det().analyze(&long).expect("long message within the limit");
+    assert_eq!(r.polarity, "negative");
+    // Emoji-only and punctuation-only messages still get a mood.
+    assert!(det().analyze("🙏🙏🙏").is_ok());
+    assert!(det().analyze("???").is_ok());
+}
+
+#[test]
+fn history_makes_a_repeat_complaint_more_frustrated() {
+    let text = "My router still doesn't work.";
+    let alone = det().analyze(text).expect("analyze");
+    let with = det()
+        .analyze_with_history(text, &["My router stopped working yesterday.", "Any update on my router? It's still down."])
+        .expect("analyze");
+    assert!(
+        with.mood_probability("frustrated") > alone.mood_probability("frustrated"),
+        "{} vs {}",
+        with.mood_probability("frustrated"),
+        alone.mood_probability("frustrated")
+    );
+    let many: Vec<&str> = vec!["x"; mood::MAX_HISTORY + 1];
+    assert!(matches!(det().analyze_with_history(text, &many), Err(MoodError::TooMuchHistory { .. })));
+}
+
+/// Language detection on the lines of the seed articles (Japanese and Hindi): ≥ 95%.
+#[test]
+fn language_on_seed_lines() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/seeds");
+    let mut total = 0;
+    let mut right = 0;
+    for entry in std::fs::read_dir(dir).expect("seeds dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read seed");
+        // The file's language: the one whatlang gives the whole article.
+        let want = mood::language::detect(&text).code;
+        assert!(want == "ja" || want == "hi", "{} is {want}", path.display());
+        for line in text.lines() {
+            // Lines with at least a few letters of the article's script.
+            let letters = line.chars().filter(|c| c.is_alphabetic() && !c.is_ascii()).count();
+            if letters < 4 {
+                continue;
+            }
+            total += 1;
+            if mood::language::detect(line).code == want {
+                right += 1;
+            }
+        }
+    }
+    let acc = right as f32 / total as f32;
+    eprintln!("seed lines: {right}/{total} = {acc:.3}");
+    assert!(total > 100);
+    assert!(acc >= 0.95, "{right}/{total}");
+}
+
+/// The committed multilingual set: every language ≥ 30 items, language detection ≥ 95%,
+/// and mood accuracy well above the 1-in-7 chance level.
+#[test]
+fn multilingual_set() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/eval/mood"));
+    let set = mood::eval::load_mood_set(dir).expect("load eval/mood");
+    let langs: Vec<&str> = set.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(langs, ["en", "hi", "ja"]);
+    let scores = mood::eval::score_mood_set(det(), &set).expect("score");
+    for s in &scores {
+        eprintln!("{}: accuracy {:.3}, macro-F1 {:.3}, language {:.3}", s.language, s.accuracy, s.macro_f1, s.language_accuracy);
+        assert!(s.n >= 30);
+        assert!(s.language_accuracy >= 0.95, "{}: {}", s.language, s.language_accuracy);
+        assert!(s.accuracy >= 0.6, "{}: {} misses {:#?}", s.language, s.accuracy, s.misses);
+    }
+}
