@@ -7,7 +7,9 @@
 #   eval/bench/llama_cpp.sh MODEL.gguf [THREADS] # build if needed, then llama-bench -p 128 -n 64
 #
 # Everything lands in eval/bench/.llama.cpp/ (git-ignored). Needs pip, cmake
-# (installed with pip if missing), a C/C++ compiler.
+# (installed with pip if missing), a C/C++ compiler. `--no-binary
+# llama-cpp-python` fetches that package's sdist only; `:all:` would also build
+# its build dependencies (cmake itself) from source, which takes an hour here.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$here/.llama.cpp"

@@ -87,8 +87,9 @@ pub unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 
 /// `out[(t0+j)·ldo + r0+i] = W[r0+i] · A[t0+j]` for `j < T`, `i < R`.
 ///
-/// `dwf`/`cwf`: the f32 scales / correction coefficients of rows `r0..r0+R`,
-/// `nbp` apart (for Q5_0 `cwf` is `dwf`; unused for Q8_0).
+/// `cwf`: the Q4_1 minimums of rows `r0..r0+R` widened to f32, `nbp` apart
+/// (unused for Q5_0 and Q8_0). Scales are widened inside the loop, eight blocks
+/// at a time, so decoding streams only the weight arrays themselves.
 ///
 /// # Safety
 /// CPU has AVX2/FMA/F16C; `r0 + R <= w.rows`, `t0 + T <= a.m`, `out` holds
@@ -100,7 +101,6 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
     r0: usize,
     a: &Acts,
     t0: usize,
-    dwf: &[f32],
     cwf: &[f32],
     out: *mut f32,
     ldo: usize,
@@ -112,12 +112,20 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
     let wq = w.qs.as_ptr().add(r0 * nb * qsb);
     let yq = a.qs.as_ptr().add(t0 * k) as *const u8;
     let ad = a.d.as_ptr().add(t0 * nbp);
+    let wd = w.d.as_ptr().add(r0 * nbp);
+    let mut dbuf = [[0f32; 8]; R];
     for b in 0..nb {
+        if b % 8 == 0 {
+            for i in 0..R {
+                let h = _mm_loadu_si128(wd.add(i * nbp + b) as *const __m128i);
+                _mm256_storeu_ps(dbuf[i].as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+        }
         let mut wv = [_mm256_setzero_si256(); R];
         let mut bw = [0f32; R];
         for i in 0..R {
             wv[i] = load_w::<KD>(w, wq.add((i * nb + b) * qsb), (r0 + i) * nb + b);
-            bw[i] = *dwf.get_unchecked(i * nbp + b);
+            bw[i] = dbuf[i][b % 8];
         }
         let mut wa = [_mm256_setzero_si256(); R];
         if KD == KD_Q8_0 {

@@ -93,26 +93,50 @@ pub fn matmul(w: &Packed, x: &[f32], m: usize, out: &mut [f32]) {
 
 /// [`matmul`] with an explicit implementation and pool (tests, benchmarks).
 pub fn matmul_with(w: &Packed, x: &[f32], m: usize, out: &mut [f32], isa: Isa, pool: &pool::Pool) {
-    assert_eq!(x.len(), m * w.k, "activation size");
-    assert_eq!(out.len(), m * w.rows, "output size");
-    if m == 0 || w.rows == 0 {
+    matmul_many_with(&[w], x, m, &mut [out], isa, pool);
+}
+
+/// Several weights applied to the same input (q/k/v, gate/up): the input is
+/// quantised once and all outputs are computed in one parallel job, which
+/// halves the hand-offs between cores per layer when decoding.
+pub fn matmul_many(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+    matmul_many_with(ws, x, m, outs, isa(), &pool::global());
+}
+
+/// [`matmul_many`] with an explicit implementation and pool.
+pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f32]], isa: Isa, pool: &pool::Pool) {
+    assert_eq!(ws.len(), outs.len(), "one output per weight");
+    let Some(k) = ws.first().map(|w| w.k) else { return };
+    assert!(ws.iter().all(|w| w.k == k), "weights share the input width");
+    assert_eq!(x.len(), m * k, "activation size");
+    for (w, o) in ws.iter().zip(outs.iter()) {
+        assert_eq!(o.len(), m * w.rows, "output size");
+    }
+    if m == 0 {
         return;
     }
-    let a = quantize(x, m, w.k, isa);
+    let a = quantize(x, m, k, isa);
     let (tp, rp, rd) = tile_shape();
     let rt = if m < tp { rd } else { rp };
-    // Enough tasks that a core slowed by another process takes fewer of them,
-    // few enough that the per-task cost (scale conversion, one atomic) stays small.
-    let tiles = w.rows.div_ceil(rt);
-    let n_tasks = tiles.min(pool.threads() * 8).max(1);
-    let tiles_per_task = tiles.div_ceil(n_tasks);
-    let n_tasks = tiles.div_ceil(tiles_per_task);
-    let ptr = OutPtr(out.as_mut_ptr());
-    let ldo = w.rows;
+    // Tasks: row chunks of every weight. Enough of them that a core slowed by
+    // another process takes fewer, few enough that the per-task cost (scale
+    // widening, one atomic) stays small.
+    let total_tiles: usize = ws.iter().map(|w| w.rows.div_ceil(rt)).sum();
+    let per_task = total_tiles.div_ceil((pool.threads() * 8).min(total_tiles).max(1)).max(1);
+    let mut tasks: Vec<(usize, usize, usize)> = Vec::new(); // (weight, row begin, row end)
+    for (wi, w) in ws.iter().enumerate() {
+        let mut r = 0;
+        while r < w.rows {
+            let e = (r + per_task * rt).min(w.rows);
+            tasks.push((wi, r, e));
+            r = e;
+        }
+    }
+    let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     let task = |ti: usize| {
-        let r_begin = ti * tiles_per_task * rt;
-        let r_end = ((ti + 1) * tiles_per_task * rt).min(w.rows);
-        let p = ptr;
+        let (wi, r_begin, r_end) = tasks[ti];
+        let (w, p) = (ws[wi], ptrs[wi]);
+        let ldo = w.rows;
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: feature checked by `isa()`; tasks write disjoint rows.
@@ -127,7 +151,7 @@ pub fn matmul_with(w: &Packed, x: &[f32], m: usize, out: &mut [f32], isa: Isa, p
             }
         }
     };
-    pool.run(n_tasks, &task);
+    pool.run(tasks.len(), &task);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -176,29 +200,32 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
         Kind::Q8_0 => avx2::KD_Q8_0,
     };
     let rows = r_end - r_begin;
-    let mut dwf = vec![0f32; rows * nbp];
-    avx2::f16_to_f32(&w.d[r_begin * nbp..r_end * nbp], &mut dwf);
-    let cwf = if w.kind == Kind::Q4_1 {
-        let mut c = vec![0f32; rows * nbp];
-        avx2::f16_to_f32(&w.m[r_begin * nbp..r_end * nbp], &mut c);
-        c
-    } else {
-        Vec::new()
-    };
-    let mut r = r_begin;
-    while r < r_end {
-        let rr = rt.min(r_end - r);
-        let off = (r - r_begin) * nbp;
-        let dw = &dwf[off..];
-        let cw = if w.kind == Kind::Q4_1 { &cwf[off..] } else { dw };
-        let mut t = 0;
-        while t < a.m {
-            let tt = tp.min(a.m - t);
-            tile_call!(kd, tt, rr, w, r, a, t, dw, cw, out, ldo);
-            t += tt;
-        }
-        r += rr;
+    // Q4_1 minimums widened once per task into a per-thread buffer (no
+    // allocation per call); scales are widened inside the tile loop.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if w.kind == Kind::Q4_1 {
+            if buf.len() < rows * nbp {
+                buf.resize(rows * nbp, 0.0);
+            }
+            avx2::f16_to_f32(&w.m[r_begin * nbp..r_end * nbp], &mut buf[..rows * nbp]);
+        }
+        let mut r = r_begin;
+        while r < r_end {
+            let rr = rt.min(r_end - r);
+            let cw: &[f32] = if w.kind == Kind::Q4_1 { &buf[(r - r_begin) * nbp..] } else { &[] };
+            let mut t = 0;
+            while t < a.m {
+                let tt = tp.min(a.m - t);
+                tile_call!(kd, tt, rr, w, r, a, t, cw, out, ldo);
+                t += tt;
+            }
+            r += rr;
+        }
+    });
 }
 
 #[cfg(test)]
