@@ -92,19 +92,46 @@ fn argmax(t: &Tensor) -> u32 {
     best as u32
 }
 
-fn greedy(lm: &mut dyn CausalLm, prompt: &[u32], n: usize, eog: &[u32]) -> (Vec<u32>, bool) {
+/// Greedy decoding; also returns each step's logits.
+fn greedy(lm: &mut dyn CausalLm, prompt: &[u32], n: usize, eog: &[u32]) -> (Vec<u32>, bool, Vec<Vec<f32>>) {
     lm.reset();
     let mut logits = lm.forward(prompt, 0).unwrap();
     let mut out = Vec::new();
+    let mut steps = Vec::new();
     for _ in 0..n {
+        steps.push(logits.to_vec1::<f32>().unwrap());
         let t = argmax(&logits);
         if eog.contains(&t) {
-            return (out, true);
+            return (out, true, steps);
         }
         out.push(t);
         logits = lm.forward(&[t], prompt.len() + out.len() - 1).unwrap();
     }
-    (out, false)
+    (out, false, steps)
+}
+
+/// At the first step where our text leaves llama.cpp's, how far (in logits)
+/// our choice was ahead of the best token that would have continued its text.
+fn divergence_margin(dec: &MiniDecoder, got: &[u32], steps: &[Vec<f32>], want: &str) -> Option<(usize, f32)> {
+    let want = want.as_bytes();
+    let mut done = 0;
+    for (i, &t) in got.iter().enumerate() {
+        let b = dec.bytes(&[t]);
+        if want[done..].starts_with(&b) {
+            done += b.len();
+            continue;
+        }
+        let rest = &want[done..];
+        let best_ref = (0..dec.tokens.len())
+            .filter(|&c| {
+                let cb = dec.bytes(&[c as u32]);
+                !cb.is_empty() && rest.starts_with(&cb)
+            })
+            .map(|c| steps[i][c])
+            .fold(f32::NEG_INFINITY, f32::max);
+        return Some((i, steps[i][t as usize] - best_ref));
+    }
+    None
 }
 
 fn parity(name: &str, reference_key: &str) -> usize {
@@ -127,7 +154,7 @@ fn parity(name: &str, reference_key: &str) -> usize {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let want = row["greedy_24"].as_str().unwrap();
-        let (got, ended) = greedy(lm.as_mut(), &ids, 8, &dec.eog);
+        let (got, ended, steps) = greedy(lm.as_mut(), &ids, 8, &dec.eog);
         let text = String::from_utf8_lossy(&dec.bytes(&got)).into_owned();
         let mut text = text.trim_end_matches('\u{FFFD}').to_string();
         if ended {
@@ -135,6 +162,11 @@ fn parity(name: &str, reference_key: &str) -> usize {
         }
         let ok = want.starts_with(&text);
         eprintln!("{name}: {} {:?} -> {:?} (llama.cpp {:?})", if ok { "ok  " } else { "DIFF" }, row["prompt"], text, want);
+        if !ok {
+            if let Some((step, gap)) = divergence_margin(&dec, &got, &steps, want) {
+                eprintln!("{name}:      diverged at token {step}; our token led llama.cpp's by {gap:.4} logits");
+            }
+        }
         matched += ok as usize;
     }
     assert_eq!(total, 8, "{name}: expected 8 reference prompts");

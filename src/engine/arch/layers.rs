@@ -430,6 +430,22 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// GELU (tanh form) as ggml computes it on CPU: through an f16 lookup table
+/// (input and output rounded to f16), 0 below −10 and identity above 10.
+fn gelu_like_ggml(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const GELU_COEF_A: f32 = 0.044715;
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let h = half::f16::from_f32(x).to_f32();
+        let y = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + GELU_COEF_A * h * h)).tanh());
+        half::f16::from_f32(y).to_f32()
+    }
+}
+
 /// down(act(gate(x)) * up(x)).
 #[derive(Clone)]
 pub struct Mlp {
@@ -454,7 +470,12 @@ impl Mlp {
         let u = self.up.forward(x)?;
         let g = match self.act {
             Activation::Silu => candle_nn::ops::silu(&g)?,
-            Activation::GeluTanh => g.gelu()?,
+            Activation::GeluTanh => {
+                let dims = g.dims().to_vec();
+                let mut v = to_vec(&g)?;
+                v.iter_mut().for_each(|x| *x = gelu_like_ggml(*x));
+                Tensor::from_vec(v, dims, &Device::Cpu)?
+            }
         };
         Ok(self.down.forward(&(g * u)?)?)
     }
