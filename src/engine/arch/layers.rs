@@ -553,10 +553,11 @@ impl<B: Block> Decoder<B> {
         Ok(self.w.output.forward(&x)?)
     }
 
-    fn rollback_on_error<T>(&mut self, pos: usize, r: Result<T>) -> Result<T> {
+    /// A failed forward leaves the cache as it was (`len` = length before it).
+    fn rollback_on_error<T>(&mut self, len: usize, r: Result<T>) -> Result<T> {
         if r.is_err() {
             for c in self.kv.iter_mut() {
-                c.truncate(pos);
+                c.truncate(len);
             }
         }
         r
@@ -571,8 +572,9 @@ impl<B: Block> CausalLm for Decoder<B> {
                 self.batch()
             )));
         }
+        let before = self.seq_len();
         let r = self.run(tokens, 1, tokens.len(), pos);
-        let r = self.rollback_on_error(pos, r)?;
+        let r = self.rollback_on_error(before, r)?;
         Ok(r.squeeze(0)?)
     }
 
@@ -581,8 +583,9 @@ impl<B: Block> CausalLm for Decoder<B> {
         if tokens.len() != b {
             return Err(gen_err(format!("forward_batch got {} tokens for {b} cached sequences", tokens.len())));
         }
+        let before = self.seq_len();
         let r = self.run(tokens, b, 1, pos);
-        self.rollback_on_error(pos, r)
+        self.rollback_on_error(before, r)
     }
 
     fn fork_batch(&mut self, n: usize) -> Result<()> {
