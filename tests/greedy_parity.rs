@@ -92,19 +92,46 @@ fn argmax(t: &Tensor) -> u32 {
     best as u32
 }
 
-fn greedy(lm: &mut dyn CausalLm, prompt: &[u32], n: usize, eog: &[u32]) -> (Vec<u32>, bool) {
+/// Greedy decoding; also returns each step's logits.
+fn greedy(lm: &mut dyn CausalLm, prompt: &[u32], n: usize, eog: &[u32]) -> (Vec<u32>, bool, Vec<Vec<f32>>) {
     lm.reset();
     let mut logits = lm.forward(prompt, 0).unwrap();
     let mut out = Vec::new();
+    let mut steps = Vec::new();
     for _ in 0..n {
+        steps.push(logits.to_vec1::<f32>().unwrap());
         let t = argmax(&logits);
         if eog.contains(&t) {
-            return (out, true);
+            return (out, true, steps);
         }
         out.push(t);
         logits = lm.forward(&[t], prompt.len() + out.len() - 1).unwrap();
     }
-    (out, false)
+    (out, false, steps)
+}
+
+/// At the first step where our text leaves llama.cpp's, how far (in logits)
+/// our choice was ahead of the best token that would have continued its text.
+fn divergence_margin(dec: &MiniDecoder, got: &[u32], steps: &[Vec<f32>], want: &str) -> Option<(usize, f32)> {
+    let want = want.as_bytes();
+    let mut done = 0;
+    for (i, &t) in got.iter().enumerate() {
+        let b = dec.bytes(&[t]);
+        if want[done..].starts_with(&b) {
+            done += b.len();
+            continue;
+        }
+        let rest = &want[done..];
+        let best_ref = (0..dec.tokens.len())
+            .filter(|&c| {
+                let cb = dec.bytes(&[c as u32]);
+                !cb.is_empty() && rest.starts_with(&cb)
+            })
+            .map(|c| steps[i][c])
+            .fold(f32::NEG_INFINITY, f32::max);
+        return Some((i, steps[i][t as usize] - best_ref));
+    }
+    None
 }
 
 fn parity(name: &str, reference_key: &str) -> usize {
@@ -127,7 +154,7 @@ fn parity(name: &str, reference_key: &str) -> usize {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let want = row["greedy_24"].as_str().unwrap();
-        let (got, ended) = greedy(lm.as_mut(), &ids, 8, &dec.eog);
+        let (got, ended, steps) = greedy(lm.as_mut(), &ids, 8, &dec.eog);
         let text = String::from_utf8_lossy(&dec.bytes(&got)).into_owned();
         let mut text = text.trim_end_matches('\u{FFFD}').to_string();
         if ended {
@@ -135,6 +162,11 @@ fn parity(name: &str, reference_key: &str) -> usize {
         }
         let ok = want.starts_with(&text);
         eprintln!("{name}: {} {:?} -> {:?} (llama.cpp {:?})", if ok { "ok  " } else { "DIFF" }, row["prompt"], text, want);
+        if !ok {
+            if let Some((step, gap)) = divergence_margin(&dec, &got, &steps, want) {
+                eprintln!("{name}:      diverged at token {step}; our token led llama.cpp's by {gap:.4} logits");
+            }
+        }
         matched += ok as usize;
     }
     assert_eq!(total, 8, "{name}: expected 8 reference prompts");
@@ -149,12 +181,14 @@ fn smollm2_greedy_matches_llama_cpp() {
 }
 
 #[test]
+#[ignore = "takes minutes in a debug build on a shared 2-core machine: cargo test -- --ignored"]
 fn qwen2_greedy_matches_llama_cpp() {
     let m = parity("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct");
     assert!(m >= 7, "qwen2.5: only {m}/8 prompts match llama.cpp");
 }
 
 #[test]
+#[ignore = "takes minutes in a debug build on a shared 2-core machine: cargo test -- --ignored"]
 fn gemma3_greedy_matches_llama_cpp() {
     let m = parity("gemma3-270m", "gemma-3-270m-q4_k_m");
     assert!(m >= 7, "gemma3: only {m}/8 prompts match llama.cpp");
@@ -209,7 +243,12 @@ fn prefix_and_batch(name: &str, n_tokens: usize, split: usize) {
         last = Some(lm.forward(&[t], split + i).unwrap());
     }
     let d = max_abs_diff(&full, &last.unwrap());
-    assert!(d < 1e-3, "{name}: one-token steps differ by {d}");
+    assert!(
+        d < 1e-3,
+        "{name}: one-token steps differ from a multi-token forward by {d} (the cache and attention are \
+         split-invariant, so this means the matmul kernels give a row different results depending \
+         on how many rows are multiplied together)"
+    );
 
     // fork into 3 sequences and decode two steps together vs one by one
     let mut base = kept.box_clone();
@@ -224,7 +263,11 @@ fn prefix_and_batch(name: &str, n_tokens: usize, split: usize) {
         for (j, s) in singles.iter_mut().enumerate() {
             let one = s.forward(&[step[j]], pos).unwrap();
             let d = max_abs_diff(&one, &b.get(j).unwrap());
-            assert!(d < 1e-3, "{name}: batch row {j} step {k} differs from single decoding by {d}");
+            assert!(
+                d < 1e-3,
+                "{name}: batch row {j} step {k} differs from single decoding by {d} (see the note on \
+                 one-token steps: row results of the matmul kernels must not depend on the batch)"
+            );
         }
     }
     assert!(batch.kv_cache_bytes() > base.kv_cache_bytes());
@@ -240,6 +283,7 @@ fn smollm2_prefix_cache_and_batch_are_exact() {
 }
 
 #[test]
+#[ignore = "takes minutes in a debug build on a shared 2-core machine: cargo test -- --ignored"]
 fn qwen2_prefix_cache_and_batch_are_exact() {
     prefix_and_batch("qwen2.5-0.5b", 40, 25);
 }
@@ -247,6 +291,7 @@ fn qwen2_prefix_cache_and_batch_are_exact() {
 /// 600 tokens cross Gemma's 512-token sliding window, so the window's mask at
 /// a position > 0 is exercised on both sides of the split.
 #[test]
+#[ignore = "takes minutes in a debug build on a shared 2-core machine: cargo test -- --ignored"]
 fn gemma3_prefix_cache_and_batch_are_exact_across_the_sliding_window() {
     prefix_and_batch("gemma3-270m", 600, 540);
 }

@@ -13,7 +13,8 @@
 //!   through), also when decoding one token (candle applied no window at all
 //!   then); the pattern comes from `attention.sliding_window_pattern` when the
 //!   file has it (period or per-layer flags), else every 6th layer is global;
-//! - **MLP activation** is GELU (tanh approximation), not SiLU;
+//! - **MLP activation** is GELU (tanh approximation), not SiLU — computed as
+//!   ggml does on CPU (through f16, `layers::gelu_like_ggml`);
 //! - **rotary tables**: one table per (base, scale) shared by all layers and
 //!   sized to the configured context — candle built a 131,072-position table in
 //!   every layer (18 × 2 × 131,072 × 128 floats ≈ 2.4 GB for the 270M model);
@@ -21,7 +22,7 @@
 //!   (or `rope.local_freq_base`) and no scaling, as llama.cpp does;
 //! - **query scaling** is llama.cpp's `f_attention_scale`: 1/√key_length
 //!   (1/√(embedding_length / head_count) for the 62-layer 27B model);
-//! - KV cache, GQA without copies, `QLinear` matmuls, the row-wise embedding
+//! - KV cache, attention, `QLinear` matmuls, the row-wise embedding
 //!   lookup and the shared weights behind `Arc` are the common code in
 //!   `layers.rs`; tensor shapes are checked against the metadata at load.
 //!

@@ -430,6 +430,22 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// GELU (tanh form) as ggml computes it on CPU: through an f16 lookup table
+/// (input and output rounded to f16), 0 below −10 and identity above 10.
+fn gelu_like_ggml(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const GELU_COEF_A: f32 = 0.044715;
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let h = half::f16::from_f32(x).to_f32();
+        let y = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + GELU_COEF_A * h * h)).tanh());
+        half::f16::from_f32(y).to_f32()
+    }
+}
+
 /// down(act(gate(x)) * up(x)).
 #[derive(Clone)]
 pub struct Mlp {
@@ -454,7 +470,12 @@ impl Mlp {
         let u = self.up.forward(x)?;
         let g = match self.act {
             Activation::Silu => candle_nn::ops::silu(&g)?,
-            Activation::GeluTanh => g.gelu()?,
+            Activation::GeluTanh => {
+                let dims = g.dims().to_vec();
+                let mut v = to_vec(&g)?;
+                v.iter_mut().for_each(|x| *x = gelu_like_ggml(*x));
+                Tensor::from_vec(v, dims, &Device::Cpu)?
+            }
         };
         Ok(self.down.forward(&(g * u)?)?)
     }
@@ -532,10 +553,11 @@ impl<B: Block> Decoder<B> {
         Ok(self.w.output.forward(&x)?)
     }
 
-    fn rollback_on_error<T>(&mut self, pos: usize, r: Result<T>) -> Result<T> {
+    /// A failed forward leaves the cache as it was (`len` = length before it).
+    fn rollback_on_error<T>(&mut self, len: usize, r: Result<T>) -> Result<T> {
         if r.is_err() {
             for c in self.kv.iter_mut() {
-                c.truncate(pos);
+                c.truncate(len);
             }
         }
         r
@@ -550,8 +572,9 @@ impl<B: Block> CausalLm for Decoder<B> {
                 self.batch()
             )));
         }
+        let before = self.seq_len();
         let r = self.run(tokens, 1, tokens.len(), pos);
-        let r = self.rollback_on_error(pos, r)?;
+        let r = self.rollback_on_error(before, r)?;
         Ok(r.squeeze(0)?)
     }
 
@@ -560,8 +583,9 @@ impl<B: Block> CausalLm for Decoder<B> {
         if tokens.len() != b {
             return Err(gen_err(format!("forward_batch got {} tokens for {b} cached sequences", tokens.len())));
         }
+        let before = self.seq_len();
         let r = self.run(tokens, b, 1, pos);
-        self.rollback_on_error(pos, r)
+        self.rollback_on_error(before, r)
     }
 
     fn fork_batch(&mut self, n: usize) -> Result<()> {

@@ -2,12 +2,16 @@
 //!
 //! Derived from candle-transformers 0.11.1 `models/quantized_llama.rs`
 //! (MIT/Apache-2.0, © the candle authors). Changes:
-//! - the KV cache is preallocated in chunks and written in place
-//!   (`layers::KvCache`) instead of `Tensor::cat` every step, has a batch
-//!   dimension (`fork_batch` + `forward_batch` decode N candidates together),
-//!   rolls back with `truncate`, and is deep-copied by `box_clone` while the
-//!   weights stay shared behind one `Arc`;
-//! - GQA folds query heads onto their KV head instead of `repeat_kv` copies;
+//! - the KV cache grows in chunks instead of `Tensor::cat` every step, holds
+//!   f16-rounded values like llama.cpp's default cache, has a batch dimension
+//!   (`fork_batch` + `forward_batch` decode N candidates together), rolls back
+//!   with `truncate`, and is copied by `box_clone` while the weights stay
+//!   shared behind one `Arc` (`layers::KvCache`);
+//! - attention is `layers::attention`: each query visits exactly its visible
+//!   keys in order (llama.cpp's flash-attention arithmetic), so prefix +
+//!   suffix gives the same logits as one prefill; GQA without `repeat_kv`;
+//! - RMS norm and rope follow ggml's arithmetic (f64 sum of squares; rope
+//!   angles by repeated multiplication) instead of candle's ops;
 //! - every weight matmul is a `qlinear::QLinear`; the token embedding stays in
 //!   its file encoding and rows are dequantized on lookup (candle dequantized
 //!   the whole table to f32);

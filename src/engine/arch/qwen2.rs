@@ -5,9 +5,9 @@
 //! - the model is cloneable: weights sit behind one `Arc` (candle's
 //!   `ModelWeights` was not `Clone`, so a prefix cache could not keep states);
 //! - the block is llama's (`llama::LlamaBlock`) with Q/K/V biases, so the KV
-//!   cache (chunked, in place, batched, truncatable), the GQA without
-//!   `repeat_kv`, `QLinear` matmuls and the row-wise embedding lookup are the
-//!   same code as llama's — see `llama.rs` and `layers.rs`;
+//!   cache (chunked, f16-rounded, batched, truncatable), the split-invariant
+//!   attention, ggml-style norm and rope, `QLinear` matmuls and the row-wise
+//!   embedding lookup are the same code as llama's — see `llama.rs`, `layers.rs`;
 //! - the rotary table is sized to the configured context instead of the full
 //!   `qwen2.context_length` (32,768 here);
 //! - tensor shapes are checked against the metadata at load.
