@@ -34,7 +34,7 @@ fn chat(text: &str) -> Vec<u32> {
 fn same_seed_same_text_across_fresh_generators() {
     let prompt = chat("My parcel arrived damaged. What can you do?");
     let opts = GenerateOptions {
-        max_tokens: 40,
+        max_tokens: 24,
         sampling: SamplingParams { temperature: 0.9, seed: 1234, ..Default::default() },
         ..Default::default()
     };
@@ -48,7 +48,7 @@ fn same_seed_same_text_across_fresh_generators() {
 #[test]
 fn different_seeds_give_different_candidates() {
     let prompt = chat("Write one sentence about our new coffee blend.");
-    let opts = GenerateOptions { n: 4, ..sampled(7, 24) };
+    let opts = GenerateOptions { n: 4, ..sampled(7, 16) };
     let (out, _) = run(&mut generator(0), &prompt, &opts);
     let texts: std::collections::HashSet<&str> = out.candidates.iter().map(|c| c.text.as_str()).collect();
     assert!(texts.len() >= 3, "expected distinct candidates, got {:#?}", out.candidates);
@@ -60,7 +60,7 @@ fn different_seeds_give_different_candidates() {
 fn max_tokens_is_honoured() {
     let l = smollm2();
     let prompt = raw_prompt(&l.tokenizer, "The capital of France is", false).unwrap();
-    for max in [1, 5, 17] {
+    for max in [1, 5, 12] {
         let (out, _) = run(&mut generator(0), &prompt, &greedy(max));
         let c = &out.candidates[0];
         assert_eq!(c.tokens.len(), max, "{c:?}");
@@ -98,7 +98,7 @@ fn stop_strings_are_honoured_and_not_emitted() {
 #[test]
 fn end_of_generation_stops_a_chat_reply() {
     let prompt = chat("Say hello.");
-    let (out, _) = run(&mut generator(0), &prompt, &greedy(200));
+    let (out, _) = run(&mut generator(0), &prompt, &greedy(120));
     let c = &out.candidates[0];
     assert_eq!(c.finish, FinishReason::Eog, "{c:?}");
     let l = smollm2();
@@ -113,7 +113,7 @@ fn streaming_chunks_are_valid_utf8_and_rebuild_the_text() {
     let prompt = raw_prompt(&l.tokenizer, "お問い合わせありがとうございます。ご注文の商品は", false).unwrap();
     let mut split_seen = 0;
     for seed in 0..3 {
-        let (out, chunks) = run(&mut generator(0), &prompt, &sampled(seed, 48));
+        let (out, chunks) = run(&mut generator(0), &prompt, &sampled(seed, 32));
         let c = &out.candidates[0];
         assert_eq!(chunks[0].concat(), c.text);
         for ch in &chunks[0] {
@@ -149,17 +149,17 @@ fn logit_mask_is_applied_per_candidate() {
 fn batched_candidates_equal_sequential_runs() {
     let prompt = chat("Our order was late. Please help.");
     // Greedy: every candidate equals the single greedy run.
-    let (single, _) = run(&mut generator(0), &prompt, &greedy(24));
-    let (batch, chunks) = run(&mut generator(0), &prompt, &GenerateOptions { n: 3, ..greedy(24) });
+    let (single, _) = run(&mut generator(0), &prompt, &greedy(16));
+    let (batch, chunks) = run(&mut generator(0), &prompt, &GenerateOptions { n: 3, ..greedy(16) });
     for (c, ch) in batch.candidates.iter().zip(&chunks) {
         assert_eq!(c.tokens, single.candidates[0].tokens, "candidate {}", c.index);
         assert_eq!(ch.concat(), c.text);
     }
     // Sampled: candidate i of a batch equals a lone run with seed + i.
-    let opts = GenerateOptions { n: 3, ..sampled(100, 24) };
+    let opts = GenerateOptions { n: 3, ..sampled(100, 16) };
     let (batch, _) = run(&mut generator(0), &prompt, &opts);
     for c in &batch.candidates {
-        let (lone, _) = run(&mut generator(0), &prompt, &GenerateOptions { n: 1, ..sampled(100 + c.index as u64, 24) });
+        let (lone, _) = run(&mut generator(0), &prompt, &GenerateOptions { n: 1, ..sampled(100 + c.index as u64, 16) });
         assert_eq!(c.tokens, lone.candidates[0].tokens, "candidate {} (seed {})", c.index, c.seed);
         assert_eq!(c.text, lone.candidates[0].text);
     }
@@ -169,14 +169,14 @@ fn batched_candidates_equal_sequential_runs() {
 fn candidates_stop_independently() {
     let prompt = chat("Write a short greeting.");
     // Different seeds end at different lengths; each candidate's finish is its own.
-    let opts = GenerateOptions { n: 4, stop: vec!["!".into()], ..sampled(3, 40) };
+    let opts = GenerateOptions { n: 4, stop: vec!["!".into()], ..sampled(3, 24) };
     let (out, chunks) = run(&mut generator(0), &prompt, &opts);
     let lens: std::collections::HashSet<usize> = out.candidates.iter().map(|c| c.tokens.len()).collect();
     assert!(lens.len() > 1, "{:#?}", out.candidates);
     for (c, ch) in out.candidates.iter().zip(&chunks) {
         assert_eq!(ch.concat(), c.text);
         assert!(!c.text.contains('!'));
-        assert!(c.tokens.len() <= 40);
+        assert!(c.tokens.len() <= 24);
     }
 }
 
