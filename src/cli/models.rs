@@ -28,7 +28,7 @@ pub fn run(c: ModelsCommand) -> anyhow::Result<ExitCode> {
     let dir = models::models_dir();
     let opts = PullOptions::default();
     match c {
-        ModelsCommand::List { json } => list(&manifest, &dir, json),
+        ModelsCommand::List { json } => return list(&manifest, &dir, json),
         ModelsCommand::Pull { name } => {
             if let Some(e) = manifest.model(&name) {
                 let (path, downloaded) = models::pull_model_in(e, &dir, &opts)?;

@@ -682,7 +682,7 @@ mod strftime {
         let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
         let mp = (5 * doy + 2) / 153;
         let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
         let y = yoe + era * 400 + i64::from(m <= 2);
         (y, m, d)
     }
