@@ -114,10 +114,13 @@ fn generation_with_and_without_cache_agrees() {
 #[test]
 fn byte_budget_bounds_the_cache() {
     let l = smollm2();
+    // What one prompt's state costs as the cache accounts it (a stored copy
+    // holds only its positions, not the live cache's spare capacity).
     let per_prompt = {
-        let mut m = smollm2().model;
-        m.forward(&prompt("a"), 0).unwrap();
-        m.kv_cache_bytes()
+        let l = smollm2();
+        let mut g = Generator::new(l.model, l.tokenizer.clone(), PrefixCache::new(usize::MAX));
+        g.prefill(&prompt("a")).unwrap();
+        g.cache_stats().bytes
     };
     assert!(per_prompt > 0);
     // Room for about two prompts' states.
