@@ -7,6 +7,7 @@
 //! `engine` runs GGUF models on candle, `models` provisions weights from
 //! package registries, `style` is the brand guide and rule engine.
 
+pub mod draft;
 pub mod engine;
 pub mod models;
 pub mod mood;
