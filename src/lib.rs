@@ -9,6 +9,7 @@
 
 pub mod draft;
 pub mod engine;
+pub mod eval;
 pub mod models;
 pub mod mood;
 pub mod style;
