@@ -6,5 +6,6 @@
 //! the CLI and the eval runner all compute the same numbers from the same
 //! code, and so every coefficient can be tested against published values.
 
+pub mod agreement;
 pub mod csv;
 pub mod stats;
