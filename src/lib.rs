@@ -12,4 +12,5 @@ pub mod engine;
 pub mod eval;
 pub mod models;
 pub mod mood;
+pub mod store;
 pub mod style;
