@@ -39,6 +39,10 @@ enum Command {
     Mood(cli::mood::MoodArgs),
     /// Triage a JSONL queue of {"id","text"} messages into JSONL with mood and flags.
     Triage(cli::mood::TriageArgs),
+    /// Reviewer scores: `reviews import FILE…`, `reviews export`, `reviews stats`
+    /// (agreement statistics over the store, or any long-format CSV with --from-csv).
+    #[command(subcommand)]
+    Reviews(cli::reviews::ReviewsCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Fix(a) => cli::style::fix(a),
         Command::Mood(a) => cli::mood::mood(a),
         Command::Triage(a) => cli::mood::triage(a),
+        Command::Reviews(c) => cli::reviews::run(c),
     };
     match result {
         Ok(code) => code,
