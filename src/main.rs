@@ -43,6 +43,9 @@ enum Command {
     /// (agreement statistics over the store, or any long-format CSV with --from-csv).
     #[command(subcommand)]
     Reviews(cli::reviews::ReviewsCommand),
+    /// Score how polite a text reads, 0–100 with a reason (`politeness TEXT|-`),
+    /// or retrain the scorer (`politeness train`).
+    Politeness(cli::politeness::PolitenessArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Mood(a) => cli::mood::mood(a),
         Command::Triage(a) => cli::mood::triage(a),
         Command::Reviews(c) => cli::reviews::run(c),
+        Command::Politeness(a) => cli::politeness::politeness(a),
     };
     match result {
         Ok(code) => code,

@@ -4,5 +4,6 @@ pub mod engine;
 pub mod generate;
 pub mod models;
 pub mod mood;
+pub mod politeness;
 pub mod reviews;
 pub mod style;
