@@ -518,9 +518,9 @@ impl Politeness {
         let list = |v: &[(usize, f64)]| v.iter().take(3).map(|&(i, _)| name(i)).collect::<Vec<_>>().join(", ");
         let reason = match (up.is_empty(), down.is_empty()) {
             (true, true) => format!("{band} ({score:.0}/100): no strong politeness markers{note}"),
-            (false, true) => format!("{band} ({score:.0}/100): {} raise it{note}", list(&up)),
-            (true, false) => format!("{band} ({score:.0}/100): {} lower it{note}", list(&down)),
-            (false, false) => format!("{band} ({score:.0}/100): {} raise it; {} lower it{note}", list(&up), list(&down)),
+            (false, true) => format!("{band} ({score:.0}/100); helped by {}{note}", list(&up)),
+            (true, false) => format!("{band} ({score:.0}/100); hurt by {}{note}", list(&down)),
+            (false, false) => format!("{band} ({score:.0}/100); helped by {}; hurt by {}{note}", list(&up), list(&down)),
         };
         PolitenessScore { score_0_100: score, reason, raw, strategies: fired.iter().map(|&i| self.file.strategies[i].clone()).collect() }
     }
@@ -784,7 +784,7 @@ mod tests {
         assert!(polite.score_0_100 > 70.0, "{polite:?}");
         assert!(rude.score_0_100 < 30.0, "{rude:?}");
         assert!(polite.reason.contains("gratitude"), "{}", polite.reason);
-        assert!(rude.reason.contains("lower it"), "{}", rude.reason);
+        assert!(rude.reason.contains("hurt by"), "{}", rude.reason);
         assert!((0.0..=100.0).contains(&p.score("").score_0_100));
     }
 }
