@@ -184,3 +184,31 @@ fn import_export_and_stats_over_a_real_store() {
     let human = run_ok(bin().args(["reviews", "stats", "--goal", "overall", "--db"]).arg(&db));
     assert!(human.contains("== overall ==") && human.contains("ICC(2,k)") && human.contains("run-0 vs run-1: 0 / 2 wins, 1 ties"), "{human}");
 }
+
+/// `politeness train` reproduces the committed weights (closed-form ridge,
+/// seeded folds), and `politeness TEXT` scores with them.
+#[test]
+fn politeness_train_reproduces_the_committed_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("politeness.json");
+    let report = run_ok(bin().args(["politeness", "train", "--out"]).arg(&out));
+    let cv: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let rho = cv["spearman_pooled"].as_f64().unwrap();
+    assert!(rho > 0.506, "below the ConvoKit strategies + ridge anchor: {rho}");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/score/politeness.json")).unwrap()).unwrap();
+    let fresh: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(fresh["strategies"], committed["strategies"]);
+    assert_eq!(fresh["cv"], committed["cv"]);
+    let (a, b) = (fresh["ridge"]["weights"].as_array().unwrap(), committed["ridge"]["weights"].as_array().unwrap());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-9);
+    }
+
+    let polite = run_ok(bin().args(["politeness", "--format", "json", "Hello, thank you for the quick reply! Could you check the date once more?"]));
+    let v: serde_json::Value = serde_json::from_str(&polite).unwrap();
+    assert!(v["score_0_100"].as_f64().unwrap() > 70.0, "{v}");
+    let curt = run_ok(bin().args(["politeness", "Why didn't you answer? Fix it."]));
+    let score: f64 = curt.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(score < 30.0, "{curt}");
+}
