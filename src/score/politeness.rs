@@ -36,6 +36,8 @@ pub const STRATEGIES_YAML: &str = include_str!("../../prompts/politeness.yaml");
 /// The committed weights. Read at run time so retraining needs no rebuild;
 /// `BRANDVOICE_POLITENESS` points elsewhere.
 pub const WEIGHTS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/score/politeness.json");
+/// Weights trained with the MiniLM embedding appended (`politeness train --embeddings`).
+pub const MINILM_WEIGHTS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/score/politeness-minilm.json");
 /// The corpus the weights are trained on.
 pub const CORPUS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/politeness/wikipedia.annotated.csv");
 
@@ -462,6 +464,12 @@ impl Politeness {
         Self::from_parts(Strategies::builtin()?, file, Some(embedder))
     }
 
+    /// The committed MiniLM variant (better: see BENCHMARKS.md), sharing the
+    /// caller's embedder (the tone score loads one for voice similarity anyway).
+    pub fn load_minilm(embedder: Embedder) -> Result<Self, PolitenessError> {
+        Self::load_with_embedder(PolitenessFile::read(Path::new(MINILM_WEIGHTS_PATH))?, embedder)
+    }
+
     pub fn from_parts(strategies: Strategies, file: PolitenessFile, embedder: Option<Embedder>) -> Result<Self, PolitenessError> {
         if strategies.names() != file.strategies {
             return Err(PolitenessError::Weights {
@@ -786,5 +794,22 @@ mod tests {
         assert!(polite.reason.contains("gratitude"), "{}", polite.reason);
         assert!(rude.reason.contains("hurt by"), "{}", rude.reason);
         assert!((0.0..=100.0).contains(&p.score("").score_0_100));
+    }
+
+    /// The MiniLM variant with the real embedding model.
+    #[test]
+    fn minilm_weights_score_with_the_embedder() {
+        let file = PolitenessFile::read(Path::new(MINILM_WEIGHTS_PATH)).unwrap();
+        assert!(file.cv.spearman_pooled > 0.6, "{:?}", file.cv);
+        assert!(matches!(
+            Politeness::from_parts(Strategies::builtin().unwrap(), file, None),
+            Err(PolitenessError::NeedsEmbedder(_))
+        ));
+        let embedder = Embedder::load(&crate::mood::embed::default_model_dir()).unwrap();
+        let p = Politeness::load_minilm(embedder).unwrap();
+        let polite = p.score("Thank you so much for your patience. Would you be able to send the order number when convenient?");
+        let rude = p.score("Stop emailing me. Why is this still broken? Ridiculous.");
+        assert!(polite.score_0_100 > 70.0 && rude.score_0_100 < 30.0, "{polite:?} {rude:?}");
+        assert!(!polite.reason.contains("embedding unavailable"));
     }
 }
