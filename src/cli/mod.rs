@@ -4,4 +4,5 @@ pub mod engine;
 pub mod generate;
 pub mod models;
 pub mod mood;
+pub mod serve;
 pub mod style;
