@@ -113,9 +113,8 @@ impl AppError {
         match r {
             JsonRejection::JsonDataError(e) => {
                 let message = e.body_text().replace("Failed to deserialize the JSON body into the target type: ", "");
-                let field = serde_field(&message);
-                match field {
-                    Some(field) => AppError::Validation { message: message.trim_start_matches(&format!("{field}: ")).to_string(), field },
+                match serde_field(&message) {
+                    Some((field, message)) => AppError::Validation { field, message },
                     None => AppError::BadJson { status: StatusCode::UNPROCESSABLE_ENTITY, message },
                 }
             }
@@ -127,22 +126,21 @@ impl AppError {
     }
 }
 
-/// The field serde complains about: the path before `: ` (`facts[0].url: invalid type …`),
-/// or the name in "missing field `x`" / "unknown field `x`".
-fn serde_field(message: &str) -> Option<String> {
-    for marker in ["missing field `", "unknown field `"] {
-        if let Some(i) = message.find(marker) {
-            let rest = &message[i + marker.len()..];
-            let name = rest.split('`').next().unwrap_or_default();
-            let prefix = message[..i].split(": ").next().filter(|p| !p.is_empty() && !p.contains(' ') && *p != ".");
-            return Some(match prefix {
-                Some(p) => format!("{p}.{name}"),
-                None => name.to_string(),
-            });
-        }
+/// The field serde complains about and the rest of its message. serde's
+/// message starts with the path (`facts[0].url: invalid type …`; `.` at the
+/// top level); an unknown field's path already ends in its name, a missing
+/// field's path is its parent.
+fn serde_field(message: &str) -> Option<(String, String)> {
+    let (path, rest) = match message.split_once(": ") {
+        Some((p, r)) if !p.is_empty() && !p.contains(' ') => (p, r),
+        _ => (".", message),
+    };
+    if let Some(tail) = rest.strip_prefix("missing field `") {
+        let name = tail.split('`').next().unwrap_or_default();
+        let field = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+        return Some((field, rest.to_string()));
     }
-    let (path, _) = message.split_once(": ")?;
-    (!path.is_empty() && !path.contains(' ') && path != ".").then(|| path.to_string())
+    (path != ".").then(|| (path.to_string(), rest.to_string()))
 }
 
 impl From<DraftError> for AppError {
@@ -201,11 +199,15 @@ mod tests {
 
     #[test]
     fn serde_messages_name_the_field() {
-        assert_eq!(serde_field("n: invalid type: string \"x\", expected usize at line 1 column 9").as_deref(), Some("n"));
-        assert_eq!(serde_field("missing field `brand` at line 1 column 2").as_deref(), Some("brand"));
-        assert_eq!(serde_field("unknown field `colour`, expected one of `brand`, `channel` at line 1 column 9").as_deref(), Some("colour"));
-        assert_eq!(serde_field("facts[0]: unknown field `link`, expected `text` or `url`").as_deref(), Some("facts[0].link"));
-        assert_eq!(serde_field("expected value at line 1 column 1"), None);
+        let f = |m: &str| serde_field(m).map(|(f, _)| f);
+        assert_eq!(f("n: invalid type: string \"x\", expected usize at line 1 column 9").as_deref(), Some("n"));
+        assert_eq!(f("missing field `brand` at line 1 column 2").as_deref(), Some("brand"));
+        assert_eq!(f(".: missing field `brand` at line 1 column 2").as_deref(), Some("brand"));
+        assert_eq!(f("colour: unknown field `colour`, expected one of `brand`, `channel` at line 1 column 9").as_deref(), Some("colour"));
+        assert_eq!(f("facts[0]: missing field `text` at line 1 column 9").as_deref(), Some("facts[0].text"));
+        assert_eq!(f("facts[0].link: unknown field `link`, expected `text` or `url`").as_deref(), Some("facts[0].link"));
+        assert_eq!(f("expected value at line 1 column 1"), None);
+        assert_eq!(serde_field("n: invalid type: string").map(|(_, m)| m).as_deref(), Some("invalid type: string"));
     }
 
     #[test]
