@@ -177,6 +177,20 @@ fn run(mut drafter: Drafter, mut rx: mpsc::Receiver<Msg>, metrics: &Metrics, avg
             Ok(Ok(mut resp)) => {
                 resp.timings.queued_ms = queued_ms;
                 metrics.observe_draft(job.route, &resp);
+                let t = &resp.timings;
+                tracing::info!(
+                    route = job.route,
+                    brand = %job.request.brand,
+                    channel = %job.request.channel,
+                    n = job.request.n,
+                    queued_ms = t.queued_ms as u64,
+                    total_ms = t.total_ms as u64,
+                    prompt_tokens = t.prompt_tokens,
+                    cached_tokens = t.cached_tokens,
+                    generated_tokens = t.generated_tokens,
+                    fallback = resp.drafts.iter().any(|d| d.fallback),
+                    "draft"
+                );
                 Ok(resp)
             }
             Ok(Err(DraftError::Cancelled)) => {
