@@ -224,3 +224,32 @@ fn full_queue_is_503_with_retry_after_and_shutdown_drains() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(std::net::TcpStream::connect(addr).is_err(), "still listening after shutdown");
 }
+
+#[test]
+fn rewrite_runs_the_same_pipeline() {
+    let addr = shared();
+    let r = post(addr, "/v1/rewrite", &json!({
+        "brand": "northgate", "channel": "email",
+        "draft": "hey, ur card is blocked cuz of fraud stuff, call us",
+        "message": "Why was my card declined at the supermarket?",
+        "max_tokens": 24, "seed": 2
+    }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert!(!v["drafts"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["seed"], 2);
+    let r = post(addr, "/v1/rewrite", &json!({ "brand": "northgate", "channel": "email", "draft": "" }));
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["field"], "draft");
+}
+
+#[test]
+fn serve_rejects_a_config_with_an_unknown_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[server]\nbind = \"127.0.0.1:0\"\nqueue_sise = 3\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_brandvoice")).arg("serve").arg("--config").arg(&file).output().expect("run brandvoice");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("queue_sise"), "{err}");
+}
