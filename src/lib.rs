@@ -3,7 +3,7 @@
 //! them for tone consistency.
 //!
 //! The library holds everything; `src/main.rs` is a thin CLI over it, and the
-//! HTTP server (later) is another thin layer. One folder per concern:
+//! HTTP server (`server`) is another thin layer. One folder per concern:
 //! `engine` runs GGUF models on candle, `models` provisions weights from
 //! package registries, `style` is the brand guide and rule engine.
 
@@ -14,4 +14,5 @@ pub mod models;
 pub mod score;
 pub mod mood;
 pub mod store;
+pub mod server;
 pub mod style;

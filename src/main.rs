@@ -46,17 +46,21 @@ enum Command {
     /// Score how polite a text reads, 0–100 with a reason (`politeness TEXT|-`),
     /// or retrain the scorer (`politeness train`).
     Politeness(cli::politeness::PolitenessArgs),
+    /// Run the HTTP service (drafts, rewrite, triage, lint, OpenAI-compatible chat completions).
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A service logs its requests and lifecycle; one-shot commands stay quiet.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BRANDVOICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Models(c) => cli::models::run(c),
         Command::Tokenize(a) => cli::engine::tokenize(a),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Triage(a) => cli::mood::triage(a),
         Command::Reviews(c) => cli::reviews::run(c),
         Command::Politeness(a) => cli::politeness::politeness(a),
+        Command::Serve(a) => cli::serve::serve(a),
     };
     match result {
         Ok(code) => code,

@@ -6,4 +6,5 @@ pub mod models;
 pub mod mood;
 pub mod politeness;
 pub mod reviews;
+pub mod serve;
 pub mod style;
