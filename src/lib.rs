@@ -11,4 +11,5 @@ pub mod draft;
 pub mod engine;
 pub mod models;
 pub mod mood;
+pub mod score;
 pub mod style;
