@@ -175,6 +175,14 @@ pub fn check_candidate(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTon
             }
         }
     }
+    let (with_facts, inserted) = insert_facts(&text, &lint.facts, &lint.language);
+    if !inserted.is_empty() {
+        fixes.push(crate::style::fix::AppliedFix {
+            check: "Draft.Facts".into(),
+            fix: crate::style::fix::Fix::Append { text: inserted.join(" "), separator: " ".into() },
+        });
+        text = with_facts;
+    }
     let (fixed, applied) = book.fix(lint, &text);
     fixes.extend(applied);
     let mut violations = book.lint(lint, &fixed);
@@ -183,13 +191,66 @@ pub fn check_candidate(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTon
     Checked { text: fixed, violations, fixes }
 }
 
+fn normalized(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Does the last line look like a sign-off (short, after a line break, or
+/// starting with a dash or `^`)? Facts go before it.
+fn sign_off_start(text: &str) -> Option<usize> {
+    let i = text.rfind('\n')?;
+    let last = text[i + 1..].trim();
+    (!last.is_empty() && last.chars().count() <= 40 && (last.starts_with(['^', '–', '-', '—']) || !last.contains(['.', '。', '।', '?', '!']))).then_some(i)
+}
+
+/// Puts every fact whose text the draft lacks into it, with its URL, as a
+/// sentence before a sign-off; returns the new text and what was inserted.
+pub fn insert_facts(text: &str, facts: &[Fact], language: &str) -> (String, Vec<String>) {
+    let norm = normalized(text);
+    let mut inserted = Vec::new();
+    for f in facts {
+        let t = f.text.trim();
+        if t.is_empty() || norm.contains(&normalized(t)) {
+            continue;
+        }
+        let end = match language {
+            "ja" => "。",
+            "hi" => "।",
+            _ => ".",
+        };
+        let sentence = match f.url.as_deref().map(str::trim).filter(|u| !u.is_empty() && !text.contains(*u)) {
+            Some(u) => format!("{t}: {u}"),
+            None if t.ends_with(['.', '。', '।', '!', '?']) => t.to_string(),
+            None => format!("{t}{end}"),
+        };
+        inserted.push(sentence);
+    }
+    if inserted.is_empty() {
+        return (text.to_string(), inserted);
+    }
+    let sep = if language == "ja" { "" } else { " " };
+    let add = inserted.join(sep);
+    let out = match sign_off_start(text) {
+        Some(i) => {
+            let body = text[..i].trim_end();
+            format!("{body}{sep}{add}{}", &text[i..])
+        }
+        None => {
+            let body = text.trim_end();
+            let body_sep = if body.is_empty() { "" } else { sep };
+            format!("{body}{body_sep}{add}")
+        }
+    };
+    (out, inserted)
+}
+
 fn key_of(placeholder: &str) -> &str {
     placeholder
 }
 
 /// Fills a fallback template from the facts and the customer's name; drops
 /// the sentences whose placeholders stay empty.
-pub fn fill_fallback(template: &str, facts: &[Fact], name: Option<&str>) -> String {
+pub fn fill_fallback(template: &str, facts: &[Fact], name: Option<&str>, defaults: Option<&BTreeMap<String, String>>) -> String {
     let names = crate::style::guide::placeholders(template);
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     let mut used = vec![false; facts.len()];
@@ -246,6 +307,11 @@ pub fn fill_fallback(template: &str, facts: &[Fact], name: Option<&str>) -> Stri
         };
         if let Some(v) = v {
             values.insert(p.clone(), v);
+        }
+    }
+    for (k, v) in defaults.into_iter().flatten() {
+        if !v.is_empty() && names.contains(k) {
+            values.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
     let filled = crate::style::guide::fill_placeholders(template, &values);
@@ -317,6 +383,18 @@ mod tests {
     }
 
     #[test]
+    fn missing_facts_go_in_before_the_sign_off() {
+        let facts = vec![Fact { text: "Friday 14 March".into(), url: Some("https://t.co/x".into()) }, Fact { text: "TN-1234".into(), url: None }];
+        let (t, ins) = insert_facts("Sorry for the wait, TN-1234 is on its way.\n^Mia", &facts, "en");
+        assert_eq!(t, "Sorry for the wait, TN-1234 is on its way. Friday 14 March: https://t.co/x\n^Mia");
+        assert_eq!(ins.len(), 1);
+        let (t, _) = insert_facts("発送が遅れております。", &facts[1..], "ja");
+        assert_eq!(t, "発送が遅れております。TN-1234。");
+        let (t, ins) = insert_facts("We're on it: friday 14  march https://t.co/x", &facts[..1], "en");
+        assert!(ins.is_empty(), "{t}");
+    }
+
+    #[test]
     fn clean_cuts_labels_and_next_turns() {
         assert_eq!(clean("Reply: \"Sorry about that.\"\nCustomer: thanks"), "Sorry about that.");
         assert_eq!(clean("  Hi there.  "), "Hi there.");
@@ -329,19 +407,19 @@ mod tests {
             Fact { text: "TN-48213".into(), url: None },
             Fact { text: "Friday 14 March".into(), url: Some("https://tunely.fm/t/48213".into()) },
         ];
-        let out = fill_fallback(t, &facts, Some("Sam"));
+        let out = fill_fallback(t, &facts, Some("Sam"), None);
         assert_eq!(out, "Thanks for waiting, Sam. Your Tunely merch order TN-48213 is running late and should now arrive by Friday 14 March. You can follow it here: https://tunely.fm/t/48213");
         // Without a name or a URL: the name goes, the link sentence goes.
-        let out = fill_fallback(t, &facts[..1], None);
+        let out = fill_fallback(t, &facts[..1], None, None);
         assert_eq!(out, "Thanks for waiting.");
         // Explicit keys win.
-        let r = fill_fallback("I've refunded {{amount}} to your {{payment_method}}, {{name}}. It should show up within {{days}} working days.", &[Fact { text: "payment_method: Visa card".into(), url: None }, Fact { text: "$10.99, within 5 working days".into(), url: None }], Some("Ana"));
+        let r = fill_fallback("I've refunded {{amount}} to your {{payment_method}}, {{name}}. It should show up within {{days}} working days.", &[Fact { text: "payment_method: Visa card".into(), url: None }, Fact { text: "$10.99, within 5 working days".into(), url: None }], Some("Ana"), None);
         assert_eq!(r, "I've refunded $10.99 to your Visa card, Ana.");
     }
 
     #[test]
     fn japanese_and_hindi_names_drop_cleanly() {
-        assert_eq!(fill_fallback("{{name}}様、{{masked_email}}宛にログイン用のリンクをお送りしました。30分間有効です。", &[Fact { text: "masked_email: s***@example.com".into(), url: None }], None), "s***@example.com宛にログイン用のリンクをお送りしました。30分間有効です。");
-        assert_eq!(fill_fallback("{{name}} जी, हमने {{masked_email}} पर साइन इन लिंक भेजा है।", &[Fact { text: "masked_email: r***@mail.in".into(), url: None }], None), "हमने r***@mail.in पर साइन इन लिंक भेजा है।");
+        assert_eq!(fill_fallback("{{name}}様、{{masked_email}}宛にログイン用のリンクをお送りしました。30分間有効です。", &[Fact { text: "masked_email: s***@example.com".into(), url: None }], None, None), "s***@example.com宛にログイン用のリンクをお送りしました。30分間有効です。");
+        assert_eq!(fill_fallback("{{name}} जी, हमने {{masked_email}} पर साइन इन लिंक भेजा है।", &[Fact { text: "masked_email: r***@mail.in".into(), url: None }], None, None), "हमने r***@mail.in पर साइन इन लिंक भेजा है।");
     }
 }

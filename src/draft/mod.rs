@@ -456,9 +456,11 @@ impl Drafter {
             .and_then(|m| m.get(language).or_else(|| brand.guide.languages.first().and_then(|l| m.get(l))))
             .cloned()
             .unwrap_or_default();
-        let filled = fill_fallback(&template, &req.facts, req.customer.name.as_deref());
-        let tone = crate::style::mood::MoodTone::default();
-        let checked = check_candidate(&self.book, lint_req, &tone, None, source, &filled);
+        let filled = fill_fallback(&template, &req.facts, req.customer.name.as_deref(), self.data.placeholder_defaults.get(language));
+        // The same repairs as a generated draft, including the acknowledgement opener.
+        let tone = plan::effective_tone(&self.book, &req.brand, &lint_req.mood);
+        let ack = self.data.acknowledgements.get(language).map(String::as_str);
+        let checked = check_candidate(&self.book, lint_req, &tone, ack, source, &filled);
         Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None }
     }
 }

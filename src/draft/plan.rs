@@ -32,6 +32,9 @@ pub struct DraftingData {
     pub acknowledgements: BTreeMap<String, String>,
     /// Intent → language → lower-case keywords.
     pub intents: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Language → placeholder → wording for fallback placeholders no fact fills.
+    #[serde(default)]
+    pub placeholder_defaults: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl DraftingData {
