@@ -353,7 +353,13 @@ fn drop_unfilled(text: &str) -> String {
     capitalize_first(out.trim())
 }
 
+/// Upper-cases the first letter when the first word is a plain word (not a
+/// masked e-mail, a code or a URL).
 fn capitalize_first(s: &str) -> String {
+    let first_word = s.split_whitespace().next().unwrap_or("");
+    if !first_word.trim_end_matches([',', '.', ':']).chars().all(char::is_alphabetic) {
+        return s.to_string();
+    }
     let mut c = s.chars();
     match c.next() {
         Some(f) if f.is_lowercase() => f.to_uppercase().collect::<String>() + c.as_str(),
