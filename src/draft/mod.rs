@@ -254,12 +254,12 @@ impl Drafter {
         self.planner.render(&self.book, &self.data, req, mood, language, &ex)
     }
 
-    /// The chat messages of a plan: system, exemplar turns (most similar
-    /// last, nearest the real question), the customer's turn.
+    /// The chat messages of a plan: system, exemplar turns (in the guide's
+    /// order, see `ExemplarIndex::select`), the customer's turn.
     fn messages(&self, p: &plan::PromptPlan, req: &ValidDraftRequest, language: &str) -> Vec<ChatMessage> {
         let mut m = vec![ChatMessage::new("system", p.system.clone())];
         let lang = self.data.language_name(language);
-        for (customer, reply) in p.exemplars.iter().rev() {
+        for (customer, reply) in &p.exemplars {
             m.push(ChatMessage::new("user", format!("Reply in {lang} to this {} message:\n{customer}", req.channel)));
             m.push(ChatMessage::new("assistant", reply.clone()));
         }

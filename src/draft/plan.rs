@@ -57,13 +57,29 @@ impl DraftingData {
             if !known.is_empty() && !known.contains(&intent.as_str()) {
                 continue;
             }
-            let hits = langs.values().flatten().filter(|k| lower.contains(&k.to_lowercase())).count();
+            let hits = langs.values().flatten().filter(|k| keyword_in(&lower, &k.to_lowercase())).count();
             if hits > 0 && best.is_none_or(|(_, h)| hits > h) {
                 best = Some((intent, hits));
             }
         }
         best.map(|(i, _)| i.to_string()).unwrap_or_else(|| "product_question".into())
     }
+}
+
+/// `kw` occurs in `text`; a keyword starting/ending with an ASCII letter must
+/// sit at a word boundary there ("down" is not in "downloads"), while
+/// keywords in unspaced scripts match anywhere.
+fn keyword_in(text: &str, kw: &str) -> bool {
+    if kw.is_empty() {
+        return false;
+    }
+    let starts_word = kw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ends_word = kw.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    text.match_indices(kw).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + kw.len()..].chars().next();
+        (!starts_word || !before.is_some_and(char::is_alphanumeric)) && (!ends_word || !after.is_some_and(char::is_alphanumeric))
+    })
 }
 
 fn invalid_file(path: &Path, e: impl std::fmt::Display) -> DraftError {
@@ -122,7 +138,12 @@ impl ExemplarIndex {
             .collect();
         // Stable on ties: index order.
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.into_iter().take(k).map(|(_, n)| &self.items[n].exemplar).collect()
+        // The chosen few go into the prompt in the guide's order, not by
+        // similarity: two requests that pick the same exemplars then share
+        // the prompt up to the customer's part (a longer cached prefix).
+        let mut chosen: Vec<usize> = scored.into_iter().take(k).map(|(_, n)| n).collect();
+        chosen.sort_unstable();
+        chosen.into_iter().map(|n| &self.items[n].exemplar).collect()
     }
 
     /// Mean of the top-3 similarities of `reply_emb` to this brand's exemplar
@@ -173,7 +194,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromptPlan {
     pub system: String,
-    /// (customer message, reply) pairs, most similar first.
+    /// (customer message, reply) pairs of the most similar exemplars, in the guide's order.
     pub exemplars: Vec<(String, String)>,
     pub user: String,
 }
@@ -342,5 +363,7 @@ mod tests {
         assert_eq!(data.infer_intent("Tunelyまた落ちてる。障害？", &[]), "outage");
         assert_eq!(data.infer_intent("मेरा पासवर्ड काम नहीं कर रहा, लॉग इन नहीं हो रहा", &[]), "account_access");
         assert_eq!(data.infer_intent("hello there", &[]), "product_question");
+        // "down" is a word, not a prefix of "downloads".
+        assert_eq!(data.infer_intent("logged me out again and my downloads are gone", &[]), "account_access");
     }
 }
