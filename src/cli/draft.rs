@@ -285,7 +285,7 @@ fn run_suite(a: &DraftArgs, path: &PathBuf) -> anyhow::Result<ExitCode> {
             invented += check::invented(&d.text, &approved).len();
             if !d.fallback {
                 non_fallback += 1;
-                let errs = book.lint(&lint_req, &d.text).iter().filter(|x| x.level == Level::Error).count();
+                let errs = book.lint(&lint_req, &d.text).iter().filter(|x| x.level == Level::Error).count() + check::garbled(&d.text).len();
                 if errs > 0 {
                     recheck_bad += 1;
                 }

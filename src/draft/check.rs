@@ -123,6 +123,27 @@ pub fn invented(draft: &str, source: &str) -> Vec<RuleViolation> {
     out
 }
 
+/// The check name of the broken-text check.
+pub const GARBLED: &str = "Draft.Garbled";
+
+/// A draft with a U+FFFD replacement character (the model emitted an
+/// incomplete UTF-8 sequence) or a control character is broken text.
+pub fn garbled(draft: &str) -> Vec<RuleViolation> {
+    draft
+        .char_indices()
+        .filter(|(_, c)| *c == '\u{FFFD}' || (c.is_control() && !matches!(c, '\n' | '\t' | '\r')))
+        .take(1)
+        .map(|(i, c)| RuleViolation {
+            check: GARBLED.into(),
+            level: Level::Error,
+            message: format!("The draft holds broken text (U+{:04X}); it cannot be sent.", c as u32),
+            span: Span { start: i, end: i + c.len_utf8(), line: 1, column: draft[..i].chars().count() + 1 },
+            fix: None,
+            link: None,
+        })
+        .collect()
+}
+
 /// Trims what small models add around a reply: a "Reply:" label, quotes,
 /// a second turn they started writing.
 pub fn clean(raw: &str) -> String {
@@ -187,6 +208,7 @@ pub fn check_candidate(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTon
     fixes.extend(applied);
     let mut violations = book.lint(lint, &fixed);
     violations.extend(invented(&fixed, source));
+    violations.extend(garbled(&fixed));
     violations.sort_by(|a, b| (a.span.start, &a.check).cmp(&(b.span.start, &b.check)));
     Checked { text: fixed, violations, fixes }
 }
@@ -398,6 +420,12 @@ mod tests {
         assert_eq!(t, "発送が遅れております。TN-1234。");
         let (t, ins) = insert_facts("We're on it: friday 14  march https://t.co/x", &facts[..1], "en");
         assert!(ins.is_empty(), "{t}");
+    }
+
+    #[test]
+    fn broken_utf8_is_an_error() {
+        assert_eq!(garbled("詳頕以下の訳は、新年公の一\u{FFFD}").len(), 1);
+        assert!(garbled("Fine text.\n^Mia").is_empty());
     }
 
     #[test]
