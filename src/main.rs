@@ -37,6 +37,9 @@ enum Command {
     /// Detect a customer's mood, polarity, language and escalation flags
     /// (`mood TEXT|-`, `mood --eval DIR`, `mood train`).
     Mood(cli::mood::MoodArgs),
+    /// Draft replies in a brand's voice for a channel and mood (`draft --brand B --channel C TEXT|-`),
+    /// or run a suite of requests with a summary (`draft --suite FILE --out FILE.jsonl`).
+    Draft(cli::draft::DraftArgs),
     /// Triage a JSONL queue of {"id","text"} messages into JSONL with mood and flags.
     Triage(cli::mood::TriageArgs),
     /// Reviewer scores: `reviews import FILE…`, `reviews export`, `reviews stats`
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Reviews(c) => cli::reviews::run(c),
         Command::Politeness(a) => cli::politeness::politeness(a),
         Command::Serve(a) => cli::serve::serve(a),
+        Command::Draft(a) => cli::draft::draft(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! Subcommand bodies, one file per area. Each returns the process exit code.
 
+pub mod draft;
 pub mod engine;
 pub mod generate;
 pub mod models;

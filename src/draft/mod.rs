@@ -18,6 +18,9 @@
 //!   `false` cancels: a client that disconnects stops its generation) and
 //!   returns the final, checked [`DraftResponse`].
 
+pub mod check;
+pub mod constrain;
+pub mod plan;
 pub mod request;
 
 pub use request::{validate, validate_rewrite, Customer, DraftRequest, Limits, Mode, RewriteRequest, Turn, ValidDraftRequest};
@@ -31,9 +34,11 @@ use crate::engine::EngineError;
 use crate::mood::escalation::EscalationFlag;
 use crate::mood::{MoodDetector, MoodError};
 use crate::style::fix::AppliedFix;
-use crate::style::guide::fill_placeholders;
 use crate::style::lint::{LintRequest, RuleViolation, StyleBook};
 use crate::style::rule::Level;
+use check::{check_candidate, fill_fallback, request_text};
+use constrain::{DraftMask, MaskPolicy, VocabSets};
+use plan::{DraftingData, ExemplarIndex, Planner, EXEMPLARS_PER_PROMPT};
 use crate::style::StyleError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -120,6 +125,12 @@ pub struct DraftTimings {
     pub cached_tokens: usize,
     pub cache_hit: bool,
     pub generated_tokens: usize,
+    /// Generation rounds run (1 + regenerations of candidates that failed a check).
+    #[serde(default)]
+    pub rounds: usize,
+    /// Candidates discarded because an error-level rule still failed after repair.
+    #[serde(default)]
+    pub rejected: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -134,6 +145,9 @@ pub struct DraftResponse {
     pub seed: u64,
     pub model: String,
     pub timings: DraftTimings,
+    /// The intent used to pick the fallback (given, or inferred from the message).
+    #[serde(default)]
+    pub intent: String,
 }
 
 /// What the pipeline reports while it works.
@@ -146,6 +160,16 @@ pub enum DraftEvent<'a> {
     Token { candidate: usize, text: &'a str },
 }
 
+/// Regeneration rounds after the first, for candidates that still break an
+/// error-level rule after repair.
+pub const MAX_EXTRA_ROUNDS: usize = 2;
+
+/// Built-in prompt data (the files under `prompts/` at build time); a
+/// deployment can load its own with [`Drafter::with_prompts_dir`].
+const DRAFT_J2: &str = include_str!("../../prompts/templates/draft.j2");
+const REWRITE_J2: &str = include_str!("../../prompts/templates/rewrite.j2");
+const DRAFTING_YAML: &str = include_str!("../../prompts/drafting.yaml");
+
 /// Owns the model; one per model-owning task.
 pub struct Drafter {
     gen: Generator,
@@ -153,14 +177,50 @@ pub struct Drafter {
     book: Arc<StyleBook>,
     mood: Arc<MoodDetector>,
     model_name: String,
+    planner: Planner,
+    data: DraftingData,
+    exemplars: ExemplarIndex,
+    vocab: Arc<VocabSets>,
 }
 
 impl Drafter {
-    /// `cache_bytes` bounds the prefix KV cache.
+    /// `cache_bytes` bounds the prefix KV cache. Scans the vocabulary for the
+    /// decoding masks and embeds every exemplar once. Uses the built-in
+    /// templates; if embedding the exemplars fails, exemplars are chosen by
+    /// channel/mood/language only and the `voice` score part is left out.
     pub fn new(model: Model, model_name: impl Into<String>, book: Arc<StyleBook>, mood: Arc<MoodDetector>, cache_bytes: usize) -> Self {
         let Model { tokenizer, template, lm, .. } = model;
+        let vocab = Arc::new(VocabSets::build(&tokenizer));
         let gen = Generator::new(lm, Arc::new(tokenizer), PrefixCache::new(cache_bytes));
-        Drafter { gen, template, book, mood, model_name: model_name.into() }
+        let exemplars = ExemplarIndex::build(&book, mood.embedder()).unwrap_or_else(|e| {
+            tracing::warn!("embedding the exemplars failed ({e}); choosing them without similarity");
+            let mut idx = ExemplarIndex::default();
+            for (id, b) in &book.brands {
+                for e in &b.guide.exemplars {
+                    idx.items.push(plan::IndexedExemplar { brand: id.clone(), exemplar: e.clone(), customer_emb: Vec::new(), reply_emb: Vec::new() });
+                }
+            }
+            idx
+        });
+        Drafter {
+            gen,
+            template,
+            book,
+            mood,
+            model_name: model_name.into(),
+            planner: Planner::from_sources(DRAFT_J2, REWRITE_J2).expect("the built-in templates are checked by unit tests"),
+            data: serde_yaml::from_str(DRAFTING_YAML).expect("the built-in drafting.yaml is checked by unit tests"),
+            exemplars,
+            vocab,
+        }
+    }
+
+    /// Loads templates and drafting data from a prompts directory instead of
+    /// the built-in copies.
+    pub fn with_prompts_dir(mut self, dir: &std::path::Path) -> Result<Self, DraftError> {
+        self.planner = Planner::load(dir)?;
+        self.data = DraftingData::load(dir)?;
+        Ok(self)
     }
 
     pub fn book(&self) -> &Arc<StyleBook> {
@@ -177,6 +237,72 @@ impl Drafter {
 
     pub fn generator(&self) -> &Generator {
         &self.gen
+    }
+
+    pub fn vocab_sets(&self) -> &VocabSets {
+        &self.vocab
+    }
+
+    pub fn drafting_data(&self) -> &DraftingData {
+        &self.data
+    }
+
+    /// The prompt the model would see for `req` (for `--show-prompt` and tests).
+    pub fn plan(&self, req: &ValidDraftRequest, mood: &str, language: &str) -> Result<plan::PromptPlan, DraftError> {
+        let emb = self.mood.embedder().embed(&req.message).unwrap_or_default();
+        let ex = self.exemplars.select(&req.brand, &req.channel, mood, language, &emb, EXEMPLARS_PER_PROMPT);
+        self.planner.render(&self.book, &self.data, req, mood, language, &ex)
+    }
+
+    /// The chat messages of a plan: system, exemplar turns (in the guide's
+    /// order, see `ExemplarIndex::select`), the customer's turn.
+    fn messages(&self, p: &plan::PromptPlan, req: &ValidDraftRequest, language: &str) -> Vec<ChatMessage> {
+        let mut m = vec![ChatMessage::new("system", p.system.clone())];
+        let lang = self.data.language_name(language);
+        for (customer, reply) in &p.exemplars {
+            m.push(ChatMessage::new("user", format!("Reply in {lang} to this {} message:\n{customer}", req.channel)));
+            m.push(ChatMessage::new("assistant", reply.clone()));
+        }
+        m.push(ChatMessage::new("user", p.user.clone()));
+        m
+    }
+
+    /// What the decoding mask forbids for this request, and its length budget.
+    pub fn mask_policy(&self, req: &ValidDraftRequest, mood: &str, language: &str) -> MaskPolicy {
+        let brand = self.book.brand(&req.brand);
+        let profile = self.book.channels.channels.get(&req.channel);
+        let tone = plan::effective_tone(&self.book, &req.brand, mood);
+        let brand_max = brand.and_then(|b| b.guide.emoji.max.get(&req.channel).copied()).unwrap_or(0);
+        let allowed_empty = brand.is_none_or(|b| b.guide.emoji.allowed.is_empty());
+        let ban_emoji = profile.is_none_or(|p| !p.emoji) || allowed_empty || brand_max == 0 || tone.emoji_max == Some(0);
+        let has_url = req.facts.iter().any(|f| f.url.is_some());
+        let ban_urls = !has_url || profile.is_none_or(|p| !p.links);
+        let ban_hashtags = profile.is_none_or(|p| p.max_hashtags == 0);
+        let mut policy = MaskPolicy { ban_emoji, ban_urls, ban_hashtags, min_tokens: 3, ..Default::default() };
+        if let Some(limit) = profile.and_then(|p| p.length.as_ref()) {
+            use crate::style::length::LengthUnit as U;
+            let cjk = language == "ja";
+            let chars = match limit.unit {
+                U::Twitter => Some(limit.max as usize),
+                U::Graphemes => Some(limit.max as usize * if cjk { 2 } else { 1 }),
+                U::Words => Some(limit.max as usize * if cjk { 4 } else { 6 }),
+                U::SmsSegments => Some(limit.max as usize * if language == "en" { 153 } else { 67 * if cjk { 2 } else { 1 } }),
+                _ => None,
+            };
+            if let Some(chars) = chars {
+                // Room for what repair appends: the sign-off and facts the model left out.
+                let sign_off = brand
+                    .and_then(|b| b.guide.sign_offs.get(&req.channel))
+                    .and_then(|m| m.get(language))
+                    .map(|l| l.iter().map(|s| s.chars().count()).max().unwrap_or(0) + 2)
+                    .unwrap_or(0);
+                let facts: usize = req.facts.iter().map(|f| f.text.chars().count() + f.url.as_ref().map_or(0, |u| u.len().min(23) + 1) + 1).sum();
+                let hard = chars.saturating_sub(sign_off + facts / 2).max(chars / 3);
+                policy.hard_chars = Some(hard);
+                policy.soft_chars = Some(hard * 6 / 10);
+            }
+        }
+        policy
     }
 
     /// Runs the whole pipeline for one request.
@@ -197,73 +323,116 @@ impl Drafter {
             .or_else(|| Some(report.language.code.clone()).filter(|l| served.contains(l)))
             .or_else(|| served.first().cloned())
             .unwrap_or_else(|| "en".into());
+        let intents: Vec<&str> = brand.guide.fallbacks.keys().map(String::as_str).collect();
+        let intent = req.intent.clone().unwrap_or_else(|| self.data.infer_intent(&req.message, &intents));
         let understand_ms = ms(start);
         if !on_event(DraftEvent::Understood { mood: &mood, language: &language, escalation: &report.escalation }) {
             return Err(DraftError::Cancelled);
         }
 
-        // plan (minimal: voice + channel + mood in a system turn)
+        // plan
         let lint_req = self.book.validate(
             &LintRequest { brand: req.brand.clone(), channel: req.channel.clone(), mood: Some(mood.label.clone()), language: Some(language.clone()), facts: req.facts.clone() },
             "",
         )?;
-        let profile = &self.book.channels.channels[&req.channel];
-        let mut system = format!("You are a customer support agent for {}. Voice: {}\n", brand.guide.name, brand.guide.voice);
-        system.push_str(&format!("Channel: {}. {}\n", req.channel, profile.description));
-        system.push_str(&format!("The customer seems {}.\n", mood.label));
-        for f in &req.facts {
-            system.push_str(&format!("Fact: {}{}\n", f.text, f.url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default()));
-        }
-        let user = match &req.mode {
-            Mode::Reply => req.message.clone(),
-            Mode::Rewrite { draft } => format!("Rewrite this reply in our voice:\n{draft}"),
-        };
-        let messages = vec![ChatMessage::new("system", system), ChatMessage::new("user", user)];
+        let tone = plan::effective_tone(&self.book, &req.brand, &mood.label);
+        let prompt_plan = self.plan(req, &mood.label, &language)?;
+        let messages = self.messages(&prompt_plan, req, &language);
         let prompt = chat_prompt(self.gen.tokenizer(), &self.template, &messages)?;
+        let mask = DraftMask::new(self.vocab.clone(), self.mask_policy(req, &mood.label, &language));
+        let mut source = request_text(req);
+        // The brand's own approved text (sign-offs, required phrases) is not invented.
+        for list in brand.guide.sign_offs.values().flat_map(|m| m.values()).flatten() {
+            source.push('\n');
+            source.push_str(list);
+        }
+        for r in &brand.guide.required_phrases {
+            for t in r.text.values() {
+                source.push('\n');
+                source.push_str(t);
+            }
+        }
+        let ack = self.data.acknowledgements.get(&language).cloned();
 
-        // generate
-        let opts = GenerateOptions {
-            max_tokens: req.max_tokens,
-            sampling: SamplingParams { temperature: req.temperature, seed: req.seed, ..SamplingParams::default() },
-            stop: Vec::new(),
-            n: req.n,
-            ignore_eog: false,
-        };
-        let mut cancelled = false;
-        let out = self.gen.generate(&prompt, &opts, None, &mut |c, t| {
-            let go = on_event(DraftEvent::Token { candidate: c, text: t });
-            cancelled |= !go;
-            go
-        })?;
-        if cancelled {
-            return Err(DraftError::Cancelled);
+        // generate, check and repair; regenerate what fails
+        let mut timings = DraftTimings { understand_ms, ..Default::default() };
+        let mut drafts: Vec<Draft> = Vec::new();
+        let mut check_ms = 0.0;
+        for round in 0..=MAX_EXTRA_ROUNDS {
+            let missing = req.n - drafts.len();
+            if missing == 0 {
+                break;
+            }
+            let temperature = if round > 0 { req.temperature.max(DEFAULT_RETRY_TEMPERATURE) } else { req.temperature };
+            let opts = GenerateOptions {
+                max_tokens: req.max_tokens,
+                sampling: SamplingParams { temperature, seed: req.seed.wrapping_add(1000 * round as u64), repeat_penalty: 1.1, ..SamplingParams::default() },
+                stop: vec!["\nCustomer:".into(), "\nUser:".into(), "\n\n\n".into()],
+                n: missing,
+                ignore_eog: false,
+            };
+            let offset = req.n * round;
+            let mut cancelled = false;
+            let out = self.gen.generate(&prompt, &opts, Some(&mask), &mut |c, t| {
+                let go = on_event(DraftEvent::Token { candidate: offset + c, text: t });
+                cancelled |= !go;
+                go
+            })?;
+            if cancelled {
+                return Err(DraftError::Cancelled);
+            }
+            let t = &out.timings;
+            if round == 0 {
+                timings.prompt_tokens = t.prompt_tokens;
+                timings.cached_tokens = t.cached_tokens;
+                timings.cache_hit = t.cached_tokens > 0;
+            }
+            timings.prefill_ms += t.prefill_ms;
+            timings.generate_ms += t.generate_ms;
+            timings.generated_tokens += t.generated_tokens;
+            timings.rounds = round + 1;
+            let check_start = Instant::now();
+            for c in &out.candidates {
+                let checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &c.text);
+                if checked.has_error() || checked.text.trim().is_empty() {
+                    timings.rejected += 1;
+                    tracing::debug!(seed = c.seed, text = %checked.text, "candidate rejected: {:?}", checked.violations.iter().filter(|v| v.level == Level::Error).map(|v| &v.message).collect::<Vec<_>>());
+                    continue;
+                }
+                drafts.push(Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: false, seed: Some(c.seed) });
+            }
+            check_ms += ms(check_start);
         }
 
-        // check and repair, score and rank
         let check_start = Instant::now();
-        let mut drafts = Vec::new();
-        for c in &out.candidates {
-            let (text, fixes) = self.book.fix(&lint_req, c.text.trim());
-            let violations = self.book.lint(&lint_req, &text);
-            if violations.iter().any(|v| v.level == Level::Error) {
-                continue;
-            }
-            let score = simple_score(&violations);
-            drafts.push(Draft { text, score, violations, fixes, fallback: false, seed: Some(c.seed) });
-        }
         if drafts.is_empty() {
-            let intent = req.intent.clone().unwrap_or_else(|| "product_question".into());
-            let template = brand.guide.fallbacks.get(&intent).and_then(|m| m.get(&language)).cloned().unwrap_or_default();
-            let mut values = BTreeMap::new();
-            if let Some(f) = req.facts.first() {
-                values.insert("fact".to_string(), f.text.clone());
-            }
-            let text = fill_placeholders(&template, &values);
-            let violations = self.book.lint(&lint_req, &text);
-            drafts.push(Draft { score: simple_score(&violations), text, violations, fixes: Vec::new(), fallback: true, seed: None });
+            drafts.push(self.fallback(req, &lint_req, &intent, &language, &source));
         }
-        drafts.sort_by(|a, b| b.score.overall.total_cmp(&a.score.overall));
-        let t = &out.timings;
+        // score and rank
+        let texts: Vec<&str> = drafts.iter().map(|d| d.text.as_str()).collect();
+        let embs = self.mood.embedder().embed_batch(&texts).ok();
+        let profile = &self.book.channels.channels[&req.channel];
+        for (i, d) in drafts.iter_mut().enumerate() {
+            let voice = embs.as_ref().and_then(|e| e.get(i)).filter(|e| !e.is_empty()).map(|e| self.exemplars.voice_similarity(&req.brand, e));
+            let length = profile.length.as_ref().map(|l| (l.unit.measure(&d.text) as u32, l.max));
+            let sentences = crate::style::text::sentences(&d.text).len();
+            d.score = crate::score::score(&crate::score::ScoreInput {
+                text: &d.text,
+                violations: &d.violations,
+                tone: &tone,
+                phrases: &self.book.moods.phrases,
+                profile,
+                language: &language,
+                length,
+                sentences,
+                voice,
+            });
+        }
+        crate::score::rank(&mut drafts, |d| (d.fallback, d.score.overall));
+        drafts.truncate(req.n);
+        check_ms += ms(check_start);
+        timings.check_ms = check_ms;
+        timings.total_ms = ms(start);
         Ok(DraftResponse {
             drafts,
             mood,
@@ -271,27 +440,47 @@ impl Drafter {
             escalation: report.escalation.clone(),
             seed: req.seed,
             model: self.model_name.clone(),
-            timings: DraftTimings {
-                queued_ms: 0.0,
-                understand_ms,
-                prefill_ms: t.prefill_ms,
-                generate_ms: t.generate_ms,
-                check_ms: ms(check_start),
-                total_ms: ms(start),
-                prompt_tokens: t.prompt_tokens,
-                cached_tokens: t.cached_tokens,
-                cache_hit: t.cached_tokens > 0,
-                generated_tokens: t.generated_tokens,
-            },
+            timings,
+            intent,
         })
+    }
+
+    /// The brand's approved fallback for the intent, filled with the facts
+    /// and repaired like a generated draft (sign-off, facts appended).
+    pub fn fallback(&self, req: &ValidDraftRequest, lint_req: &crate::style::lint::ValidLintRequest, intent: &str, language: &str, source: &str) -> Draft {
+        let Some(brand) = self.book.brand(&req.brand) else {
+            return Draft { text: String::new(), score: DraftScore::default(), violations: Vec::new(), fixes: Vec::new(), fallback: true, seed: None };
+        };
+        let by_lang = brand.guide.fallbacks.get(intent).or_else(|| brand.guide.fallbacks.get("product_question"));
+        let template = by_lang
+            .and_then(|m| m.get(language).or_else(|| brand.guide.languages.first().and_then(|l| m.get(l))))
+            .cloned()
+            .unwrap_or_default();
+        let filled = fill_fallback(&template, &req.facts, req.customer.name.as_deref(), self.data.placeholder_defaults.get(language));
+        // The same repairs as a generated draft, including the acknowledgement opener.
+        let tone = plan::effective_tone(&self.book, &req.brand, &lint_req.mood);
+        let ack = self.data.acknowledgements.get(language).map(String::as_str);
+        let checked = check_candidate(&self.book, lint_req, &tone, ack, source, &filled);
+        Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None }
     }
 }
 
-fn simple_score(violations: &[RuleViolation]) -> DraftScore {
-    let rules = (100.0 - 15.0 * violations.len() as f32).max(0.0);
-    DraftScore { overall: rules, parts: BTreeMap::from([("rules".to_string(), rules)]) }
-}
+/// Temperature of the regeneration rounds when the request asked for less
+/// (greedy decoding would only repeat the failed candidate).
+pub const DEFAULT_RETRY_TEMPERATURE: f32 = 0.7;
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_prompt_data_parses() {
+        Planner::from_sources(DRAFT_J2, REWRITE_J2).unwrap();
+        let d: DraftingData = serde_yaml::from_str(DRAFTING_YAML).unwrap();
+        assert!(d.acknowledgements.contains_key("ja"));
+    }
 }

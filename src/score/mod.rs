@@ -1,5 +1,198 @@
-//! Tone-consistency scorers: each goal scored 0–100 with a one-line reason.
-//! (This file holds only the politeness module here; the lead merges it with
-//! the rest of the tone score.)
+//! A first tone-consistency score, 0–100, with its parts:
+//! - `rules`: what the linter left (an error zeroes it; warnings and
+//!   suggestions cost a fixed amount each);
+//! - `mood_fit`: the mood's tone table checked on the text (exclamation marks,
+//!   emoji, humour, apologies, an acknowledgement and a next step where the
+//!   mood wants them);
+//! - `channel_fit`: length against the channel's budget (a reply using
+//!   15–85% of it scores best), sentence count, and a greeting where expected;
+//! - `voice`: embedding similarity of the draft to this brand's exemplar
+//!   replies against the best other brand's (computed by the caller, who owns
+//!   the embedder; `None` leaves the part out).
+//!
+//! `politeness` (submodule) is a ridge regression over politeness strategies
+//! calibrated on human ratings (see its header).
+//!
+//! `overall` is a fixed weighted mean of the parts present. Plain arithmetic
+//! over data the style book already has, so it is cheap and explainable; a
+//! learned scorer can replace it behind the same [`DraftScore`].
 
 pub mod politeness;
+
+use crate::draft::DraftScore;
+use crate::style::channel::ChannelProfile;
+use crate::style::lint::RuleViolation;
+use crate::style::mood::{MoodPhrases, MoodTone};
+use crate::style::rule::Level;
+use std::collections::BTreeMap;
+
+/// Weights of the parts in `overall`.
+pub const WEIGHTS: [(&str, f32); 4] = [("rules", 0.35), ("mood_fit", 0.25), ("channel_fit", 0.2), ("voice", 0.2)];
+
+/// What the scorer looks at for one draft.
+pub struct ScoreInput<'a> {
+    pub text: &'a str,
+    pub violations: &'a [RuleViolation],
+    pub tone: &'a MoodTone,
+    pub phrases: &'a MoodPhrases,
+    pub profile: &'a ChannelProfile,
+    pub language: &'a str,
+    /// Length of the draft in the channel's unit, and the channel's limit.
+    pub length: Option<(u32, u32)>,
+    pub sentences: usize,
+    /// (similarity to own brand's exemplars, to the best other brand's).
+    pub voice: Option<(f32, f32)>,
+}
+
+pub fn rules_part(violations: &[RuleViolation]) -> f32 {
+    let mut s = 100.0;
+    for v in violations {
+        s -= match v.level {
+            Level::Error => 100.0,
+            Level::Warning => 12.0,
+            _ => 4.0,
+        };
+    }
+    f32::max(s, 0.0)
+}
+
+fn count_any(text: &str, list: Option<&Vec<String>>) -> usize {
+    let lower = text.to_lowercase();
+    list.map(|l| l.iter().filter(|p| lower.contains(&p.to_lowercase())).count()).unwrap_or(0)
+}
+
+pub fn mood_part(text: &str, tone: &MoodTone, phrases: &MoodPhrases, language: &str) -> f32 {
+    let mut checks = 0.0;
+    let mut passed = 0.0;
+    let mut check = |ok: bool| {
+        checks += 1.0;
+        if ok {
+            passed += 1.0;
+        }
+    };
+    let excl = text.chars().filter(|c| *c == '!' || *c == '！').count() as u32;
+    if let Some(m) = tone.exclamation_max {
+        check(excl <= m);
+    }
+    let emoji = text.chars().filter(|c| crate::draft::constrain::is_emoji(*c) && *c != '\u{FE0F}' && *c != '\u{200D}').count() as u32;
+    if let Some(m) = tone.emoji_max {
+        check(emoji <= m);
+    }
+    if tone.humour == Some(false) {
+        check(count_any(text, phrases.humour.get(language)) == 0);
+    }
+    if let Some(m) = tone.apologies_max {
+        check(count_any(text, phrases.apology.get(language)) as u32 <= m);
+    }
+    if tone.acknowledge_first == Some(true) {
+        check(count_any(text, phrases.acknowledgement.get(language)) + count_any(text, phrases.apology.get(language)) > 0);
+    }
+    if tone.next_step == Some(true) {
+        check(count_any(text, phrases.next_step.get(language)) > 0);
+    }
+    if checks == 0.0 {
+        100.0
+    } else {
+        100.0 * passed / checks
+    }
+}
+
+pub fn channel_part(profile: &ChannelProfile, length: Option<(u32, u32)>, sentences: usize, text: &str) -> f32 {
+    let mut s: f32 = 100.0;
+    if let Some((len, max)) = length {
+        let r = len as f32 / max.max(1) as f32;
+        if r > 1.0 {
+            s -= 60.0;
+        } else if r > 0.85 {
+            s -= 15.0;
+        } else if r < 0.15 {
+            s -= 20.0;
+        }
+    }
+    if let Some(m) = profile.max_sentences {
+        if sentences > m as usize {
+            s -= 10.0 * (sentences - m as usize) as f32;
+        }
+    }
+    if sentences == 0 || text.trim().is_empty() {
+        s -= 50.0;
+    }
+    s.clamp(0.0, 100.0)
+}
+
+/// Maps (own, other) similarity to 0–100: 50 when the draft is as close to
+/// another brand as to its own, 100 when it is 0.2 closer to its own.
+pub fn voice_part(own: f32, other: f32) -> f32 {
+    (50.0 + (own - other) * 250.0).clamp(0.0, 100.0)
+}
+
+pub fn score(inp: &ScoreInput) -> DraftScore {
+    let mut parts = BTreeMap::new();
+    parts.insert("rules".to_string(), rules_part(inp.violations));
+    parts.insert("mood_fit".to_string(), mood_part(inp.text, inp.tone, inp.phrases, inp.language));
+    parts.insert("channel_fit".to_string(), channel_part(inp.profile, inp.length, inp.sentences, inp.text));
+    if let Some((own, other)) = inp.voice {
+        parts.insert("voice".to_string(), voice_part(own, other));
+    }
+    let (mut sum, mut wsum) = (0.0, 0.0);
+    for (name, w) in WEIGHTS {
+        if let Some(v) = parts.get(name) {
+            sum += v * w;
+            wsum += w;
+        }
+    }
+    let overall = if wsum > 0.0 { sum / wsum } else { 0.0 };
+    DraftScore { overall: (overall * 10.0).round() / 10.0, parts }
+}
+
+/// Sorts best first: non-fallback before fallback, then by `overall`, then by
+/// the given order (stable).
+pub fn rank<T>(items: &mut [T], key: impl Fn(&T) -> (bool, f32)) {
+    items.sort_by(|a, b| {
+        let (fa, sa) = key(a);
+        let (fb, sb) = key(b);
+        fa.cmp(&fb).then(sb.total_cmp(&sa))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::style::lint::StyleBook;
+
+    fn book() -> StyleBook {
+        StyleBook::load(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts")).unwrap()
+    }
+
+    #[test]
+    fn a_calm_acknowledging_reply_beats_a_jokey_one_for_an_angry_customer() {
+        let b = book();
+        let tone = crate::draft::plan::effective_tone(&b, "tunely", "angry");
+        let profile = &b.channels.channels["twitter"];
+        let good = "I understand, that's frustrating. I'll restore your playlists today.";
+        let bad = "Haha!! Sounds like a broken record 😂";
+        let sg = score(&ScoreInput { text: good, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((70, 280)), sentences: 2, voice: Some((0.6, 0.5)) });
+        let sb = score(&ScoreInput { text: bad, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((40, 280)), sentences: 2, voice: Some((0.4, 0.5)) });
+        assert!(sg.overall > sb.overall, "{sg:?} vs {sb:?}");
+        assert_eq!(sg.parts["mood_fit"], 100.0);
+        assert!(sb.parts["mood_fit"] < 50.0);
+        assert!(sg.parts["voice"] > sb.parts["voice"]);
+        assert!((0.0..=100.0).contains(&sg.overall));
+    }
+
+    #[test]
+    fn ranking_puts_fallbacks_last_and_higher_scores_first() {
+        let mut v = vec![(true, 99.0), (false, 50.0), (false, 80.0)];
+        rank(&mut v, |x| (x.0, x.1));
+        assert_eq!(v, vec![(false, 80.0), (false, 50.0), (true, 99.0)]);
+    }
+
+    #[test]
+    fn over_length_and_errors_cost() {
+        let b = book();
+        let p = &b.channels.channels["sms"];
+        assert!(channel_part(p, Some((400, 320)), 3, "x") < channel_part(p, Some((120, 320)), 3, "x"));
+        let v = RuleViolation { check: "X".into(), level: Level::Error, message: String::new(), span: crate::style::lint::Span { start: 0, end: 0, line: 1, column: 1 }, fix: None, link: None };
+        assert_eq!(rules_part(&[v]), 0.0);
+    }
+}

@@ -1,0 +1,459 @@
+//! Check and repair: clean a raw candidate, repair what can be repaired
+//! mechanically (an acknowledgement the mood requires, then the style book's
+//! own fixes: sign-off, swaps, truncation, facts appended), lint, and add
+//! the one check the rule engine cannot do because it needs the request: a
+//! URL, order number or price in the draft that the request never mentioned
+//! is invented (`Draft.Invented`, error level).
+//!
+//! Also the approved fallback: the brand's template for the intent, its
+//! `{{placeholders}}` filled from the facts (explicit `key: value` facts
+//! first, then by shape: URL, money, order/booking reference, date), and a
+//! sentence whose placeholder nothing fills is dropped rather than shipped
+//! with `{{…}}` in it.
+
+use super::request::{Mode, ValidDraftRequest};
+use crate::style::lint::{Fact, RuleViolation, Span, StyleBook, ValidLintRequest};
+use crate::style::mood::MoodTone;
+use crate::style::rule::Level;
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The check name of the invented-content check.
+pub const INVENTED: &str = "Draft.Invented";
+
+fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pat).expect("static regex"))
+}
+
+fn url_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"(?i)\bhttps?://[^\s<>()\[\]]+|\bwww\.[^\s<>()\[\]]+|\b[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|fm|app|co|in|jp|uk|travel|bank)(?:/[^\s<>()\[\]]*)?")
+}
+
+fn order_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    // Letter-prefixed references (TN-48213, WF8K2Q9, #48213) and long digit runs.
+    re(&R, r"(?:#\s?\d{3,}|\b[A-Z]{1,5}-?\d{3,}[A-Z0-9]*\b|\b[A-Z0-9]*\d[A-Z0-9]*[A-Z][A-Z0-9]{4,}\b|\b\d{6,}\b)")
+}
+
+fn price_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"(?i)(?:[$£€¥₹]\s?\d[\d,]*(?:\.\d+)?|\b(?:rs\.?|inr|usd|eur|gbp)\s?\d[\d,]*(?:\.\d+)?|\d[\d,]*(?:\.\d+)?\s?(?:usd|eur|gbp|inr|dollars|euros|pounds|rupees|円|रुपये|रुपए))")
+}
+
+fn trim_punct(s: &str) -> &str {
+    s.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '。', '、', '」'])
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Everything the request says: message, draft to rewrite, history, customer, facts.
+pub fn request_text(req: &ValidDraftRequest) -> String {
+    let mut s = req.message.clone();
+    if let Mode::Rewrite { draft } = &req.mode {
+        s.push('\n');
+        s.push_str(draft);
+    }
+    for t in &req.history {
+        s.push('\n');
+        s.push_str(&t.text);
+    }
+    if let Some(n) = &req.customer.name {
+        s.push('\n');
+        s.push_str(n);
+    }
+    for f in &req.customer.facts {
+        s.push('\n');
+        s.push_str(f);
+    }
+    for f in &req.facts {
+        s.push('\n');
+        s.push_str(&f.text);
+        if let Some(u) = &f.url {
+            s.push(' ');
+            s.push_str(u);
+        }
+    }
+    s
+}
+
+/// Violations for every URL, order number or price in `draft` that does not
+/// occur in `source` (the request text plus the brand's approved phrases).
+pub fn invented(draft: &str, source: &str) -> Vec<RuleViolation> {
+    let src_lower = source.to_lowercase();
+    let src_digits: Vec<String> = price_re().find_iter(source).map(|m| digits(m.as_str())).collect();
+    let mut out = Vec::new();
+    let mut push = |start: usize, end: usize, what: &str, value: &str| {
+        out.push(RuleViolation {
+            check: INVENTED.into(),
+            level: Level::Error,
+            message: format!("The draft mentions {what} '{value}' that is not in the request; never invent one."),
+            span: Span { start, end, line: 1, column: draft[..start].chars().count() + 1 },
+            fix: None,
+            link: None,
+        });
+    };
+    let mut url_spans = Vec::new();
+    for m in url_re().find_iter(draft) {
+        let v = trim_punct(m.as_str());
+        let bare = v.trim_start_matches("https://").trim_start_matches("http://").to_lowercase();
+        url_spans.push(m.range());
+        if !src_lower.contains(&bare) {
+            push(m.start(), m.start() + v.len(), "a link", v);
+        }
+    }
+    for m in order_re().find_iter(draft) {
+        if url_spans.iter().any(|r| r.start <= m.start() && m.end() <= r.end) {
+            continue;
+        }
+        let v = m.as_str().trim_start_matches('#').trim();
+        if !source.contains(v) {
+            push(m.start(), m.end(), "an order or reference number", m.as_str());
+        }
+    }
+    for m in price_re().find_iter(draft) {
+        let d = digits(m.as_str());
+        if !src_digits.iter().any(|s| *s == d) && !source.contains(m.as_str().trim()) {
+            push(m.start(), m.end(), "a price", m.as_str());
+        }
+    }
+    out
+}
+
+/// The check name of the broken-text check.
+pub const GARBLED: &str = "Draft.Garbled";
+
+/// A draft with a U+FFFD replacement character (the model emitted an
+/// incomplete UTF-8 sequence) or a control character is broken text.
+pub fn garbled(draft: &str) -> Vec<RuleViolation> {
+    draft
+        .char_indices()
+        .filter(|(_, c)| *c == '\u{FFFD}' || (c.is_control() && !matches!(c, '\n' | '\t' | '\r')))
+        .take(1)
+        .map(|(i, c)| RuleViolation {
+            check: GARBLED.into(),
+            level: Level::Error,
+            message: format!("The draft holds broken text (U+{:04X}); it cannot be sent.", c as u32),
+            span: Span { start: i, end: i + c.len_utf8(), line: 1, column: draft[..i].chars().count() + 1 },
+            fix: None,
+            link: None,
+        })
+        .collect()
+}
+
+/// Trims what small models add around a reply: a "Reply:" label, quotes,
+/// a second turn they started writing.
+pub fn clean(raw: &str) -> String {
+    let mut t = raw.trim();
+    for label in ["Reply:", "Response:", "Agent:", "Assistant:", "Answer:"] {
+        if let Some(rest) = t.strip_prefix(label) {
+            t = rest.trim_start();
+        }
+    }
+    let mut end = t.len();
+    for marker in ["\nCustomer:", "\ncustomer:", "\nUser:", "\nuser:", "\n\n\n"] {
+        if let Some(i) = t.find(marker) {
+            end = end.min(i);
+        }
+    }
+    let t = t[..end].trim();
+    let t = if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') { &t[1..t.len() - 1] } else { t };
+    t.trim().to_string()
+}
+
+/// The result of checking one candidate.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub text: String,
+    pub violations: Vec<RuleViolation>,
+    pub fixes: Vec<crate::style::fix::AppliedFix>,
+}
+
+impl Checked {
+    pub fn has_error(&self) -> bool {
+        self.violations.iter().any(|v| v.level == Level::Error)
+    }
+}
+
+/// Repairs and lints one candidate.
+pub fn check_candidate(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTone, acknowledgement: Option<&str>, source: &str, raw: &str) -> Checked {
+    let mut text = clean(raw);
+    let mut fixes = Vec::new();
+    // The mood wants an acknowledgement first and the model skipped it: prepend the opener.
+    if tone.acknowledge_first == Some(true) {
+        if let Some(ack) = acknowledgement {
+            let v = book.lint(lint, &text);
+            if v.iter().any(|v| v.check.ends_with("AcknowledgeFirst")) {
+                let sep = if lint.language == "en" || lint.language == "hi" { " " } else { "" };
+                text = format!("{ack}{sep}{text}");
+                fixes.push(crate::style::fix::AppliedFix {
+                    check: "Draft.Acknowledge".into(),
+                    fix: crate::style::fix::Fix::Replace { start: 0, end: 0, with: format!("{ack}{sep}") },
+                });
+            }
+        }
+    }
+    let (with_facts, inserted) = insert_facts(&text, &lint.facts, &lint.language);
+    if !inserted.is_empty() {
+        fixes.push(crate::style::fix::AppliedFix {
+            check: "Draft.Facts".into(),
+            fix: crate::style::fix::Fix::Append { text: inserted.join(" "), separator: " ".into() },
+        });
+        text = with_facts;
+    }
+    let (fixed, applied) = book.fix(lint, &text);
+    fixes.extend(applied);
+    let mut violations = book.lint(lint, &fixed);
+    violations.extend(invented(&fixed, source));
+    violations.extend(garbled(&fixed));
+    violations.sort_by(|a, b| (a.span.start, &a.check).cmp(&(b.span.start, &b.check)));
+    Checked { text: fixed, violations, fixes }
+}
+
+fn normalized(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Does the last line look like a sign-off (short, after a line break, or
+/// starting with a dash or `^`)? Facts go before it.
+fn sign_off_start(text: &str) -> Option<usize> {
+    let i = text.rfind('\n')?;
+    let last = text[i + 1..].trim();
+    (!last.is_empty() && last.chars().count() <= 40 && (last.starts_with(['^', '–', '-', '—']) || !last.contains(['.', '。', '।', '?', '!']))).then_some(i)
+}
+
+/// Puts every fact whose text the draft lacks into it, with its URL, as a
+/// sentence before a sign-off; returns the new text and what was inserted.
+pub fn insert_facts(text: &str, facts: &[Fact], language: &str) -> (String, Vec<String>) {
+    let norm = normalized(text);
+    let mut inserted = Vec::new();
+    for f in facts {
+        let t = f.text.trim();
+        if t.is_empty() || norm.contains(&normalized(t)) {
+            continue;
+        }
+        let end = match language {
+            "ja" => "。",
+            "hi" => "।",
+            _ => ".",
+        };
+        let sentence = match f.url.as_deref().map(str::trim).filter(|u| !u.is_empty() && !text.contains(*u)) {
+            Some(u) => format!("{t}: {u}"),
+            None if t.ends_with(['.', '。', '।', '!', '?']) => t.to_string(),
+            None => format!("{t}{end}"),
+        };
+        inserted.push(sentence);
+    }
+    if inserted.is_empty() {
+        return (text.to_string(), inserted);
+    }
+    let sep = if language == "ja" { "" } else { " " };
+    let add = inserted.join(sep);
+    let out = match sign_off_start(text) {
+        Some(i) => {
+            let body = text[..i].trim_end();
+            format!("{body}{sep}{add}{}", &text[i..])
+        }
+        None => {
+            let body = text.trim_end();
+            let body_sep = if body.is_empty() { "" } else { sep };
+            format!("{body}{body_sep}{add}")
+        }
+    };
+    (out, inserted)
+}
+
+fn key_of(placeholder: &str) -> &str {
+    placeholder
+}
+
+/// Fills a fallback template from the facts and the customer's name; drops
+/// the sentences whose placeholders stay empty.
+pub fn fill_fallback(template: &str, facts: &[Fact], name: Option<&str>, defaults: Option<&BTreeMap<String, String>>) -> String {
+    let names = crate::style::guide::placeholders(template);
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    let mut used = vec![false; facts.len()];
+    // 1. Explicit `key: value` facts.
+    for p in &names {
+        for (i, f) in facts.iter().enumerate() {
+            if let Some((k, v)) = f.text.split_once(':') {
+                if k.trim().eq_ignore_ascii_case(key_of(p)) && !used[i] {
+                    values.insert(p.clone(), v.trim().to_string());
+                    used[i] = true;
+                }
+            }
+        }
+    }
+    if let Some(n) = name.filter(|n| !n.trim().is_empty()) {
+        values.entry("name".into()).or_insert_with(|| n.trim().to_string());
+    }
+    // 2. By shape.
+    let date_re = {
+        static R: OnceLock<Regex> = OnceLock::new();
+        re(&R, r"(?i)\b(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\d{1,4}[/-]\d{1,2}|\d+月\d+日|tomorrow|today")
+    };
+    for p in &names {
+        if values.contains_key(p) {
+            continue;
+        }
+        let pick = |pred: &dyn Fn(&Fact) -> Option<String>, used: &mut Vec<bool>| -> Option<String> {
+            for (i, f) in facts.iter().enumerate() {
+                if used[i] {
+                    continue;
+                }
+                if let Some(v) = pred(f) {
+                    used[i] = true;
+                    return Some(v);
+                }
+            }
+            None
+        };
+        let v = if p.ends_with("url") {
+            // A URL may be shared by several placeholders: do not consume the fact.
+            facts.iter().find_map(|f| f.url.clone())
+        } else if p == "amount" {
+            pick(&|f| price_re().find(&f.text).map(|m| m.as_str().to_string()), &mut used)
+        } else if p == "order_id" || p == "booking_ref" {
+            pick(&|f| order_re().find(&f.text).map(|m| m.as_str().to_string()), &mut used)
+        } else if p == "days" {
+            pick(&|f| days_re().captures(&f.text).map(|c| c[1].to_string()), &mut used)
+        } else if p.contains("date") {
+            pick(&|f| date_re.is_match(&f.text).then(|| f.text.clone()), &mut used)
+        } else if p == "answer" {
+            pick(&|f| Some(f.text.clone()), &mut used)
+        } else {
+            None
+        };
+        if let Some(v) = v {
+            values.insert(p.clone(), v);
+        }
+    }
+    for (k, v) in defaults.into_iter().flatten() {
+        if !v.is_empty() && names.contains(k) {
+            values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let filled = crate::style::guide::fill_placeholders(template, &values);
+    drop_unfilled(&filled)
+}
+
+fn days_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    re(&R, r"\b(\d{1,2})\s*(?:working|business)?\s*days?\b")
+}
+
+/// Removes a left-over `{{name}}` with its punctuation and every sentence
+/// that still holds a placeholder.
+fn drop_unfilled(text: &str) -> String {
+    static NAME: OnceLock<Regex> = OnceLock::new();
+    let name = re(&NAME, r",\s*\{\{\s*name\s*\}\}|\{\{\s*name\s*\}\}\s*(?:様|जी)?\s*[,、]?\s*");
+    let t = name.replace_all(text, "").to_string();
+    if !t.contains("{{") {
+        return capitalize_first(t.trim());
+    }
+    let mut out = String::new();
+    let mut prev_end = 0;
+    for r in crate::style::text::TextIndex::new(&t).sentences {
+        let s = &t[r.clone()];
+        if !s.contains("{{") {
+            if !out.is_empty() {
+                out.push_str(&t[prev_end..r.start]);
+            }
+            out.push_str(s);
+        }
+        prev_end = r.end;
+    }
+    // A trailing "…: {{url}}" clause with no sentence end is caught above only
+    // when it is its own sentence; cut whatever placeholder is still left.
+    let out = match out.find("{{") {
+        Some(i) => out[..i].trim_end_matches([':', ' ', '：']).to_string(),
+        None => out,
+    };
+    capitalize_first(out.trim())
+}
+
+/// Upper-cases the first letter when the first word is a plain word (not a
+/// masked e-mail, a code or a URL).
+fn capitalize_first(s: &str) -> String {
+    let first_word = s.split_whitespace().next().unwrap_or("");
+    if !first_word.trim_end_matches([',', '.', ':']).chars().all(char::is_alphabetic) {
+        return s.to_string();
+    }
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) if f.is_lowercase() => f.to_uppercase().collect::<String>() + c.as_str(),
+        Some(f) => f.to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_links_orders_and_prices_are_errors() {
+        let src = "Where is order TN-48213? It cost $24.99. track: https://tunely.fm/t/48213";
+        assert!(invented("Your order TN-48213 ($24.99) is here: https://tunely.fm/t/48213.", src).is_empty());
+        let v = invented("See www.tunely.fm/help or https://bit.ly/x for order TN-99999, now $5.", src);
+        let what: Vec<&str> = v.iter().map(|v| &v.message[..v.message.find('\'').unwrap()]).collect();
+        assert_eq!(v.len(), 4, "{v:#?}");
+        assert!(v.iter().all(|v| v.level == Level::Error && v.check == INVENTED));
+        assert!(what.iter().filter(|w| w.contains("link")).count() == 2);
+        assert!(v.iter().any(|v| v.message.contains("TN-99999")));
+        assert!(v.iter().any(|v| v.message.contains("$5")));
+        // A bare domain counts as a link.
+        assert_eq!(invented("Check status.tunely.fm for updates.", "the app is down").len(), 1);
+        assert!(invented("Check status.tunely.fm for updates.", "see https://status.tunely.fm").is_empty());
+    }
+
+    #[test]
+    fn missing_facts_go_in_before_the_sign_off() {
+        let facts = vec![Fact { text: "Friday 14 March".into(), url: Some("https://t.co/x".into()) }, Fact { text: "TN-1234".into(), url: None }];
+        let (t, ins) = insert_facts("Sorry for the wait, TN-1234 is on its way.\n^Mia", &facts, "en");
+        assert_eq!(t, "Sorry for the wait, TN-1234 is on its way. Friday 14 March: https://t.co/x\n^Mia");
+        assert_eq!(ins.len(), 1);
+        let (t, _) = insert_facts("発送が遅れております。", &facts[1..], "ja");
+        assert_eq!(t, "発送が遅れております。TN-1234。");
+        let (t, ins) = insert_facts("We're on it: friday 14  march https://t.co/x", &facts[..1], "en");
+        assert!(ins.is_empty(), "{t}");
+    }
+
+    #[test]
+    fn broken_utf8_is_an_error() {
+        assert_eq!(garbled("詳頕以下の訳は、新年公の一\u{FFFD}").len(), 1);
+        assert!(garbled("Fine text.\n^Mia").is_empty());
+    }
+
+    #[test]
+    fn clean_cuts_labels_and_next_turns() {
+        assert_eq!(clean("Reply: \"Sorry about that.\"\nCustomer: thanks"), "Sorry about that.");
+        assert_eq!(clean("  Hi there.  "), "Hi there.");
+    }
+
+    #[test]
+    fn fallback_is_filled_from_facts_by_shape_and_key() {
+        let t = "Thanks for waiting, {{name}}. Your Tunely merch order {{order_id}} is running late and should now arrive by {{date}}. You can follow it here: {{tracking_url}}";
+        let facts = vec![
+            Fact { text: "TN-48213".into(), url: None },
+            Fact { text: "Friday 14 March".into(), url: Some("https://tunely.fm/t/48213".into()) },
+        ];
+        let out = fill_fallback(t, &facts, Some("Sam"), None);
+        assert_eq!(out, "Thanks for waiting, Sam. Your Tunely merch order TN-48213 is running late and should now arrive by Friday 14 March. You can follow it here: https://tunely.fm/t/48213");
+        // Without a name or a URL: the name goes, the link sentence goes.
+        let out = fill_fallback(t, &facts[..1], None, None);
+        assert_eq!(out, "Thanks for waiting.");
+        // Explicit keys win.
+        let r = fill_fallback("I've refunded {{amount}} to your {{payment_method}}, {{name}}. It should show up within {{days}} working days.", &[Fact { text: "payment_method: Visa card".into(), url: None }, Fact { text: "$10.99, within 5 working days".into(), url: None }], Some("Ana"), None);
+        assert_eq!(r, "I've refunded $10.99 to your Visa card, Ana.");
+    }
+
+    #[test]
+    fn japanese_and_hindi_names_drop_cleanly() {
+        assert_eq!(fill_fallback("{{name}}様、{{masked_email}}宛にログイン用のリンクをお送りしました。30分間有効です。", &[Fact { text: "masked_email: s***@example.com".into(), url: None }], None, None), "s***@example.com宛にログイン用のリンクをお送りしました。30分間有効です。");
+        assert_eq!(fill_fallback("{{name}} जी, हमने {{masked_email}} पर साइन इन लिंक भेजा है।", &[Fact { text: "masked_email: r***@mail.in".into(), url: None }], None, None), "हमने r***@mail.in पर साइन इन लिंक भेजा है।");
+    }
+}
