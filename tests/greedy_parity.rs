@@ -335,3 +335,22 @@ fn print_top_logits() {
         pos += 1;
     }
 }
+
+/// Where the cached-prefix TTFT goes: copying a 320-position state vs
+/// feeding a 20-token suffix (`cargo test --test greedy_parity ttft_parts -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing breakdown, prints only"]
+fn ttft_parts() {
+    let mut lm = load_lm(model_path("smollm2-135m"), &LoadOptions::default()).unwrap();
+    let all = tokens(320, lm.info().vocab_size, 3);
+    lm.forward(&all, 0).unwrap();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let mut c = lm.box_clone();
+        c.truncate(300).unwrap();
+        let t_clone = t.elapsed();
+        let t = std::time::Instant::now();
+        c.forward(&all[300..320], 300).unwrap();
+        eprintln!("clone+truncate {:?}, 20-token forward {:?}", t_clone, t.elapsed());
+    }
+}

@@ -417,7 +417,6 @@ pub fn attention(
     window: Option<usize>,
     scale: f32,
 ) -> Result<Tensor> {
-    use rayon::prelude::*;
     if q.len() != b * s * n_head * d || kv.row != n_kv * d || kv.batch() != b || kv.len() != pos + s {
         return Err(gen_err("attention: query and cache shapes disagree"));
     }
@@ -426,7 +425,7 @@ pub fn attention(
     let group = n_head / n_kv;
     let (kc, vc, row) = (&kv.k, &kv.v, kv.row);
     let mut out = vec![0f32; q.len()];
-    out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+    let one_row = |r: usize, o: &mut [f32]| {
         let h = r % n_head;
         let t = (r / n_head) % s;
         let bi = r / (n_head * s);
@@ -466,7 +465,35 @@ pub fn attention(
         for a in o.iter_mut() {
             *a *= inv;
         }
-    });
+    };
+    // Rows go to the matmul kernels' pool (its workers are already spinning
+    // between the matmuls of this layer; rayon's would wake up and compete
+    // with them for the cores); small jobs stay on the calling thread.
+    let rows = b * s * n_head;
+    let work = rows * (pos + s);
+    let pool = kernels::pool::global();
+    if rows < 2 || work < 4096 || pool.threads() < 2 {
+        for (r, o) in out.chunks_mut(d).enumerate() {
+            one_row(r, o);
+        }
+    } else {
+        #[derive(Clone, Copy)]
+        struct OutPtr(*mut f32);
+        unsafe impl Send for OutPtr {}
+        unsafe impl Sync for OutPtr {}
+        let ptr = OutPtr(out.as_mut_ptr());
+        let per = rows.div_ceil(pool.threads() * 4).max(1);
+        let tasks = rows.div_ceil(per);
+        pool.run(tasks, &|ti: usize| {
+            let p = ptr;
+            for r in ti * per..((ti + 1) * per).min(rows) {
+                // SAFETY: each row index belongs to exactly one task, so the
+                // slices written are disjoint and inside `out`.
+                let o = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * d), d) };
+                one_row(r, o);
+            }
+        });
+    }
     Ok(Tensor::from_vec(out, (b, s, n_head * d), &Device::Cpu)?)
 }
 
