@@ -114,6 +114,12 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
     let ad = a.d.as_ptr().add(t0 * nbp);
     let wd = w.d.as_ptr().add(r0 * nbp);
     let mut dbuf = [[0f32; 8]; R];
+    // Q4_1: llama.cpp's `summs += m·s`, block after block inside the main
+    // loop (the compiler contracts it to an FMA), added after the hsum — the
+    // same order gives the same float, which greedy parity needs, and inside
+    // the loop its latency hides behind the integer work.
+    let mut summs = [[0f32; R]; T];
+    let sy = a.s.as_ptr().add(t0 * nbp);
     for b in 0..nb {
         if b % 8 == 0 {
             for i in 0..R {
@@ -153,6 +159,9 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
                 }
                 let s = _mm256_cvtepi32_ps(si);
                 acc[j][i] = _mm256_fmadd_ps(s, _mm256_set1_ps(bw[i] * dy), acc[j][i]);
+                if KD == KD_Q4_1 {
+                    summs[j][i] = (*cwf.get_unchecked(i * nbp + b)).mul_add(*sy.add(j * nbp + b), summs[j][i]);
+                }
             }
         }
     }
@@ -160,16 +169,7 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
         for i in 0..R {
             let mut v = hsum(acc[j][i]);
             if KD == KD_Q4_1 {
-                // llama.cpp's `summs += m·s`, one block after the other (the
-                // compiler contracts it to an FMA), added after the hsum: the
-                // same order gives the same float, which greedy parity needs.
-                let sy = a.s.as_ptr().add((t0 + j) * nbp);
-                let cw = cwf.as_ptr().add(i * nbp);
-                let mut c = 0f32;
-                for b in 0..nb {
-                    c = (*cw.add(b)).mul_add(*sy.add(b), c);
-                }
-                v += c;
+                v += summs[j][i];
             }
             *out.add((t0 + j) * ldo + r0 + i) = v;
         }
