@@ -1,7 +1,7 @@
 // Greedy decoding with llama.cpp's own library, printing each step's top
 // logits, and (optionally) every intermediate f32 tensor of the first decode
 // call — the ground truth `brandvoice debug-logits` is compared against when
-// chasing greedy-parity gaps (issue 2). Built by `eval/bench/llama_dump.sh`.
+// chasing greedy-parity gaps (issue 2). Built and run by `eval/bench/llama_dump.sh`.
 //
 //   llama_dump MODEL.gguf FA(-1 auto|0|1) STEPS id id id ...
 //   DUMP_DIR=/tmp/d llama_dump ...   # writes NAME.bin (f32) + NAME.shape per tensor
