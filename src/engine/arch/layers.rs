@@ -22,6 +22,7 @@
 use super::super::error::{EngineError, Result};
 use super::super::gguf::{AlignedBytes, GgufFile};
 use super::super::model::{CausalLm, ModelInfo};
+use super::super::kernels;
 use super::super::qlinear::QLinear;
 use candle_core::quantized::{ggml_file, GgmlDType};
 use candle_core::{Device, IndexOp, Tensor};
@@ -33,6 +34,55 @@ pub const KV_CHUNK: usize = 256;
 
 fn gen_err(msg: impl Into<String>) -> EngineError {
     EngineError::Generation(msg.into())
+}
+
+// ---------------------------------------------------------------- debug dumps
+
+/// Parity debugging: with `BRANDVOICE_DUMP_DIR` set, the forward call number
+/// `BRANDVOICE_DUMP_CALL` (1-based, default 1) writes named intermediate
+/// tensors as raw f32 files `{call}_{name}-{layer}.bin`, named as llama.cpp's
+/// graph names them, to compare with `eval/bench/llama_dump.cpp`. Off (one
+/// atomic load per call) otherwise.
+pub mod dump {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+
+    static CALL: AtomicUsize = AtomicUsize::new(0);
+
+    fn target() -> &'static Option<(std::path::PathBuf, usize)> {
+        static T: OnceLock<Option<(std::path::PathBuf, usize)>> = OnceLock::new();
+        T.get_or_init(|| {
+            let dir = std::env::var_os("BRANDVOICE_DUMP_DIR")?;
+            let call = std::env::var("BRANDVOICE_DUMP_CALL").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+            Some((dir.into(), call))
+        })
+    }
+
+    /// Marks the start of a forward call.
+    pub fn next_call() {
+        if target().is_some() {
+            CALL.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn f32s(name: &str, il: usize, data: &[f32]) {
+        let Some((dir, call)) = target() else { return };
+        let now = CALL.load(Ordering::Relaxed);
+        if now != *call {
+            return;
+        }
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let _ = std::fs::write(dir.join(format!("{now}_{name}-{il}.bin")), bytes);
+    }
+
+    pub fn tensor(name: &str, il: usize, t: &candle_core::Tensor) {
+        if target().is_none() {
+            return;
+        }
+        if let Ok(v) = t.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
+            f32s(name, il, &v);
+        }
+    }
 }
 
 // ---------------------------------------------------------------- embedding
@@ -177,15 +227,15 @@ impl Rope {
                 RopeStyle::Interleaved => {
                     for i in 0..half {
                         let (x0, x1) = (row[2 * i], row[2 * i + 1]);
-                        row[2 * i] = x0 * c[i] - x1 * sn[i];
-                        row[2 * i + 1] = x0 * sn[i] + x1 * c[i];
+                        row[2 * i] = x0.mul_add(c[i], -(x1 * sn[i]));
+                        row[2 * i + 1] = x0.mul_add(sn[i], x1 * c[i]);
                     }
                 }
                 RopeStyle::Neox => {
                     for i in 0..half {
                         let (x0, x1) = (row[i], row[i + half]);
-                        row[i] = x0 * c[i] - x1 * sn[i];
-                        row[i + half] = x0 * sn[i] + x1 * c[i];
+                        row[i] = x0.mul_add(c[i], -(x1 * sn[i]));
+                        row[i + half] = x0.mul_add(sn[i], x1 * c[i]);
                     }
                 }
             }
@@ -367,7 +417,6 @@ pub fn attention(
     window: Option<usize>,
     scale: f32,
 ) -> Result<Tensor> {
-    use rayon::prelude::*;
     if q.len() != b * s * n_head * d || kv.row != n_kv * d || kv.batch() != b || kv.len() != pos + s {
         return Err(gen_err("attention: query and cache shapes disagree"));
     }
@@ -376,7 +425,7 @@ pub fn attention(
     let group = n_head / n_kv;
     let (kc, vc, row) = (&kv.k, &kv.v, kv.row);
     let mut out = vec![0f32; q.len()];
-    out.par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+    let one_row = |r: usize, o: &mut [f32]| {
         let h = r % n_head;
         let t = (r / n_head) % s;
         let bi = r / (n_head * s);
@@ -384,6 +433,10 @@ pub fn attention(
         let p = pos + t;
         let start = window_start(p, window);
         let qr = &qh[r * d..(r + 1) * d];
+        let off = bi * row + kh * d;
+        if kernels::attend_row(qr, &kc[off..], &vc[off..], b * row, start..p + 1, scale, o) {
+            return;
+        }
         let at = |j: usize| (j * b + bi) * row + kh * d;
         // llama.cpp's CPU flash attention with an f16 V cache: online
         // softmax over keys in order, the V accumulator kept in f16.
@@ -412,7 +465,35 @@ pub fn attention(
         for a in o.iter_mut() {
             *a *= inv;
         }
-    });
+    };
+    // Rows go to the matmul kernels' pool (its workers are already spinning
+    // between the matmuls of this layer; rayon's would wake up and compete
+    // with them for the cores); small jobs stay on the calling thread.
+    let rows = b * s * n_head;
+    let work = rows * (pos + s);
+    let pool = kernels::pool::global();
+    if rows < 2 || work < 4096 || pool.threads() < 2 {
+        for (r, o) in out.chunks_mut(d).enumerate() {
+            one_row(r, o);
+        }
+    } else {
+        #[derive(Clone, Copy)]
+        struct OutPtr(*mut f32);
+        unsafe impl Send for OutPtr {}
+        unsafe impl Sync for OutPtr {}
+        let ptr = OutPtr(out.as_mut_ptr());
+        let per = rows.div_ceil(pool.threads() * 4).max(1);
+        let tasks = rows.div_ceil(per);
+        pool.run(tasks, &|ti: usize| {
+            let p = ptr;
+            for r in ti * per..((ti + 1) * per).min(rows) {
+                // SAFETY: each row index belongs to exactly one task, so the
+                // slices written are disjoint and inside `out`.
+                let o = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * d), d) };
+                one_row(r, o);
+            }
+        });
+    }
     Ok(Tensor::from_vec(out, (b, s, n_head * d), &Device::Cpu)?)
 }
 
@@ -466,18 +547,22 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate.forward(x)?;
-        let u = self.up.forward(x)?;
-        let g = match self.act {
-            Activation::Silu => candle_nn::ops::silu(&g)?,
+        let mut gu = QLinear::forward_many(&[&self.gate, &self.up], x)?;
+        let u = gu.pop().ok_or_else(|| gen_err("mlp: missing up projection"))?;
+        let g = gu.pop().ok_or_else(|| gen_err("mlp: missing gate projection"))?;
+        let dims = g.dims().to_vec();
+        let mut gv = to_vec(&g)?;
+        let uv = to_vec(&u)?;
+        match self.act {
+            // llama.cpp's fused swiglu: silu through its vectorised expf.
+            Activation::Silu => kernels::swiglu(&mut gv, &uv),
             Activation::GeluTanh => {
-                let dims = g.dims().to_vec();
-                let mut v = to_vec(&g)?;
-                v.iter_mut().for_each(|x| *x = gelu_like_ggml(*x));
-                Tensor::from_vec(v, dims, &Device::Cpu)?
+                for (a, &b) in gv.iter_mut().zip(&uv) {
+                    *a = gelu_like_ggml(*a) * b;
+                }
             }
-        };
-        Ok(self.down.forward(&(g * u)?)?)
+        }
+        Ok(self.down.forward(&Tensor::from_vec(gv, dims, &Device::Cpu)?)?)
     }
 }
 
@@ -541,6 +626,7 @@ impl<B: Block> Decoder<B> {
                 s
             )));
         }
+        dump::next_call();
         let mut x = self.w.embed.forward(tokens, b, s)?;
         if let Some(scale) = self.w.embed_scale {
             x = (x * scale)?;

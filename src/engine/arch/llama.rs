@@ -26,7 +26,7 @@
 //! gated MLP, interleaved ("NORM") rope because the GGUF converter permutes
 //! Q/K, attention scale 1/√head_dim, output falls back to the tied embedding.
 
-use super::layers::{attention, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
+use super::layers::{attention, dump, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
 use super::{common, rope_freq_scale};
 use crate::engine::error::Result;
 use crate::engine::gguf::GgufFile;
@@ -50,6 +50,8 @@ pub struct LlamaBlock {
     pub n_kv_head: usize,
     pub head_dim: usize,
     pub rope: Rope,
+    /// Index of this block (names debug dumps).
+    pub layer: usize,
 }
 
 fn add_bias(x: Tensor, b: &Option<Tensor>) -> Result<Tensor> {
@@ -62,20 +64,37 @@ fn add_bias(x: Tensor, b: &Option<Tensor>) -> Result<Tensor> {
 impl Block for LlamaBlock {
     fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
+        let il = self.layer;
         let h = self.attn_norm.forward(x)?;
-        let q = add_bias(self.wq.forward(&h)?, &self.bq)?;
-        let k = add_bias(self.wk.forward(&h)?, &self.bk)?;
-        let v = add_bias(self.wv.forward(&h)?, &self.bv)?;
+        dump::tensor("attn_norm", il, &h);
+        let mut qkv = QLinear::forward_many(&[&self.wq, &self.wk, &self.wv], &h)?.into_iter();
+        let mut next = || qkv.next().ok_or_else(|| crate::engine::error::EngineError::Generation("qkv: missing output".into()));
+        let q = add_bias(next()?, &self.bq)?;
+        let k = add_bias(next()?, &self.bk)?;
+        let v = add_bias(next()?, &self.bv)?;
         let mut q = to_vec(&q)?;
         let mut k = to_vec(&k)?;
+        let v = to_vec(&v)?;
         self.rope.apply(&mut q, b, s, self.n_head, pos)?;
         self.rope.apply(&mut k, b, s, self.n_kv_head, pos)?;
-        kv.append(&k, &to_vec(&v)?, b, s)?;
+        dump::f32s("Qcur", il, &q);
+        dump::f32s("Kcur", il, &k);
+        dump::f32s("Vcur", il, &v);
+        kv.append(&k, &v, b, s)?;
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         let y = attention(&q, kv, b, s, self.n_head, self.n_kv_head, self.head_dim, pos, None, scale)?;
-        let x = (x + self.wo.forward(&y)?)?;
+        dump::tensor("kqv_out", il, &y);
+        let y = self.wo.forward(&y)?;
+        dump::tensor("attn_out", il, &y);
+        let x = (x + y)?;
+        dump::tensor("ffn_inp", il, &x);
         let h = self.ffn_norm.forward(&x)?;
-        Ok((&x + self.mlp.forward(&h)?)?)
+        dump::tensor("ffn_norm", il, &h);
+        let y = self.mlp.forward(&h)?;
+        dump::tensor("ffn_out", il, &y);
+        let out = (&x + y)?;
+        dump::tensor("l_out", il, &out);
+        Ok(out)
     }
 }
 
@@ -147,6 +166,7 @@ pub(crate) fn load_blocks(
             n_kv_head: nkv,
             head_dim: hd,
             rope: rope.clone(),
+            layer: i,
         });
     }
     Ok(blocks)

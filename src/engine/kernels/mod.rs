@@ -81,6 +81,47 @@ pub fn quantize(x: &[f32], m: usize, k: usize, isa: Isa) -> Acts {
     a
 }
 
+/// `g[i] = silu(g[i]) · u[i]` with llama.cpp's arithmetic (its vectorised
+/// `expf` on AVX2; `x / (1 + e^−x)` otherwise).
+pub fn swiglu(g: &mut [f32], u: &[f32]) {
+    assert_eq!(g.len(), u.len(), "swiglu operands");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2 is only chosen when the CPU has the features.
+        Isa::Avx2 => unsafe { avx2::swiglu(g, u) },
+        _ => {
+            for (x, &y) in g.iter_mut().zip(u) {
+                *x = *x / (1.0 + (-*x).exp()) * y;
+            }
+        }
+    }
+}
+
+/// One query row of attention in llama.cpp's flash-attention arithmetic (see
+/// `avx2::attend_row`). Key/value `j` start at `k[j·stride..]`/`v[j·stride..]`.
+/// Returns false (and leaves `o` alone) when there is no exact kernel for this
+/// CPU or shape, so the caller falls back to its portable loop.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_row(q: &[f32], k: &[f32], v: &[f32], stride: usize, keys: std::ops::Range<usize>, scale: f32, o: &mut [f32]) -> bool {
+    let d = q.len();
+    if d % 8 != 0 || o.len() != d || keys.is_empty() {
+        return false;
+    }
+    let end = (keys.end - 1) * stride + d;
+    if k.len() < end || v.len() < end {
+        return false;
+    }
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
+        Isa::Avx2 => unsafe {
+            avx2::attend_row(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o);
+            true
+        },
+        _ => false,
+    }
+}
+
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
