@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use brandvoice::eval::agreement::{self, AgreementOptions, AgreementReport};
 use brandvoice::eval::csv;
 use brandvoice::eval::stats::{Bootstrap, Ratings};
-use brandvoice::store::{self, ImportFormat, ImportOptions, PairwiseSummary, ReviewStore, GOALS};
+use brandvoice::store::{self, ImportFormat, ImportOptions, ReviewStore, GOALS};
 use serde::Serialize;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -184,20 +184,6 @@ fn parse_scale(s: &str) -> anyhow::Result<Vec<f64>> {
 }
 
 #[derive(Serialize)]
-struct StoreStats {
-    run: Option<String>,
-    goals: Vec<GoalStats>,
-    pairwise: Vec<PairwiseSummary>,
-}
-
-#[derive(Serialize)]
-struct GoalStats {
-    goal: String,
-    #[serde(flatten)]
-    report: AgreementReport,
-}
-
-#[derive(Serialize)]
 struct CsvStats {
     file: String,
     unit: String,
@@ -228,23 +214,13 @@ fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = a.db.open()?;
-    let opts = AgreementOptions {
-        scale: Some(scale.unwrap_or_else(|| (1..=5).map(f64::from).collect())),
-        min_shared: a.min_shared,
-        bootstrap,
-        ..Default::default()
-    };
-    let goals: Vec<String> = if a.goal.is_empty() { GOALS.iter().map(|g| g.to_string()).collect() } else { a.goal.clone() };
-    let mut out = StoreStats { run: a.run.clone(), goals: Vec::new(), pairwise: store.pairwise_summary(a.run.as_deref())? };
-    for goal in goals {
-        let (ratings, auto) = store.goal_ratings(a.run.as_deref(), &goal)?;
-        if ratings.rating_count() == 0 {
-            continue;
-        }
-        let auto = auto.iter().any(Option::is_some).then_some(auto);
-        let report = agreement::report(&ratings, auto.as_deref(), &opts);
-        out.goals.push(GoalStats { goal, report });
+    let mut opts = store::stats::default_options();
+    if let Some(scale) = scale {
+        opts.scale = Some(scale);
     }
+    opts.min_shared = a.min_shared;
+    opts.bootstrap = bootstrap;
+    let out = store::review_stats(&store, a.run.as_deref(), &a.goal, &opts)?;
     match a.format {
         StatsFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
         StatsFormat::Text => {

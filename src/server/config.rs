@@ -39,6 +39,7 @@ pub struct ServeConfig {
     pub model: ModelSection,
     pub limits: Limits,
     pub auth: AuthSection,
+    pub store: StoreSection,
 }
 
 /// `[server]`: where to listen and the HTTP-level limits.
@@ -88,6 +89,16 @@ impl Default for ModelSection {
     fn default() -> Self {
         ModelSection { name: "qwen2.5-0.5b".into(), threads: None, prefix_cache_bytes: 256 * 1024 * 1024 }
     }
+}
+
+/// `[store]`: the reviews store behind `/v1/reviews`, opened once at start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// The SQLite file (created when missing; a leading `~/` is the home
+    /// directory). Default: `BRANDVOICE_DB`, else `$BRANDVOICE_HOME/reviews.sqlite`,
+    /// else `~/.local/share/brandvoice/reviews.sqlite`, as for `brandvoice reviews`.
+    pub path: Option<PathBuf>,
 }
 
 /// `[auth]`: parsed and checked, not yet enforced (a later issue).
@@ -176,6 +187,9 @@ impl ServeConfig {
         if let Some(v) = get("BRANDVOICE_PROMPTS") {
             self.server.prompts = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("BRANDVOICE_DB") {
+            self.store.path = Some(PathBuf::from(v));
+        }
         Ok(())
     }
 
@@ -220,6 +234,11 @@ impl ServeConfig {
         if self.model.name.trim().is_empty() {
             return bad("model.name", "must not be empty".into());
         }
+        if let Some(p) = &self.store.path {
+            if p.as_os_str().is_empty() {
+                return bad("store.path", "must not be empty (leave it out for the default)".into());
+            }
+        }
         let l = &self.limits;
         for (key, v) in [("limits.max_message_chars", l.max_message_chars), ("limits.max_n", l.max_n), ("limits.max_tokens", l.max_tokens)] {
             if v == 0 {
@@ -240,6 +259,18 @@ impl ServeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server.request_timeout_secs)
+    }
+
+    /// The reviews store's file: `store.path` (with `~/` expanded), else the
+    /// same default as the `reviews` CLI.
+    pub fn store_path(&self) -> PathBuf {
+        match &self.store.path {
+            Some(p) => match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+                (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => p.clone(),
+            },
+            None => crate::store::default_db_path(),
+        }
     }
 }
 
@@ -284,6 +315,23 @@ mod tests {
         assert_eq!(cfg.server.queue_size, 1);
         assert_eq!(cfg.model.name, "smollm2-135m");
         cfg.check().unwrap();
+    }
+
+    #[test]
+    fn store_path_from_file_env_and_home() {
+        let mut cfg = ServeConfig::parse("[store]\npath = \"/data/reviews.sqlite\"\n", "f").unwrap();
+        assert_eq!(cfg.store_path(), PathBuf::from("/data/reviews.sqlite"));
+        cfg.apply_env(|k| (k == "BRANDVOICE_DB").then(|| "/elsewhere/r.sqlite".to_string())).unwrap();
+        assert_eq!(cfg.store_path(), PathBuf::from("/elsewhere/r.sqlite"));
+        if let Some(home) = std::env::var_os("HOME") {
+            cfg.store.path = Some("~/x/r.sqlite".into());
+            assert_eq!(cfg.store_path(), PathBuf::from(home).join("x/r.sqlite"));
+        }
+        let e = ServeConfig::parse("[store]\nfile = \"r.sqlite\"\n", "s.toml").unwrap_err().to_string();
+        assert!(e.contains("s.toml") && e.contains("file"), "{e}");
+        cfg.store.path = Some(PathBuf::new());
+        let e = cfg.check().unwrap_err().to_string();
+        assert!(e.starts_with("store.path: must not be empty"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use crate::draft::DraftError;
 use crate::mood::MoodError;
+use crate::store::StoreError;
 use crate::style::StyleError;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -25,6 +26,9 @@ pub enum AppError {
     BadJson { status: StatusCode, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// The resource already exists (a reviewer's second review of a draft: 409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("expected `Content-Type: application/json`")]
@@ -35,6 +39,9 @@ pub enum AppError {
     /// No model is loaded (a server started for lint/triage only, or the worker stopped).
     #[error("the model is not loaded")]
     NotReady,
+    /// This server has no reviews store open (a server built without one).
+    #[error("the reviews store is not open on this server")]
+    StoreUnavailable,
     #[error("the draft took longer than the request timeout of {secs} s")]
     Timeout { secs: u64 },
     /// Anything that is our fault; the text is logged, not sent.
@@ -51,8 +58,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `validation_error`, `invalid_json`, `not_found`,
-    /// `payload_too_large`, `unsupported_media_type`, `overloaded`, `not_ready`,
-    /// `timeout`, `internal_error`.
+    /// `conflict`, `payload_too_large`, `unsupported_media_type`, `overloaded`,
+    /// `not_ready`, `store_unavailable`, `timeout`, `internal_error`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub message: String,
@@ -67,9 +74,10 @@ impl AppError {
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadJson { status, .. } => *status,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Overloaded { .. } | AppError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Overloaded { .. } | AppError::NotReady | AppError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,10 +88,12 @@ impl AppError {
             AppError::Validation { .. } => "validation_error",
             AppError::BadJson { .. } => "invalid_json",
             AppError::NotFound(_) => "not_found",
+            AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::Overloaded { .. } => "overloaded",
             AppError::NotReady => "not_ready",
+            AppError::StoreUnavailable => "store_unavailable",
             AppError::Timeout { .. } => "timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -130,7 +140,7 @@ impl AppError {
 /// message starts with the path (`facts[0].url: invalid type …`; `.` at the
 /// top level); an unknown field's path already ends in its name, a missing
 /// field's path is its parent.
-fn serde_field(message: &str) -> Option<(String, String)> {
+pub(crate) fn serde_field(message: &str) -> Option<(String, String)> {
     let (path, rest) = match message.split_once(": ") {
         Some((p, r)) if !p.is_empty() && !p.contains(' ') => (p, r),
         _ => (".", message),
@@ -170,6 +180,16 @@ impl From<MoodError> for AppError {
         match e {
             MoodError::Empty | MoodError::TooLong { .. } => AppError::invalid("message", e.to_string()),
             MoodError::TooMuchHistory { .. } => AppError::invalid("history", e.to_string()),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid { field, limit, value } => AppError::Validation { field, message: format!("must be {limit}, got {value}") },
+            StoreError::Duplicate { .. } => AppError::Conflict(e.to_string()),
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -10,8 +10,8 @@
 //! drive it with `oneshot` and without a model where none is needed (the
 //! state's `worker` is then `None` and drafting routes answer 503).
 //!
-//! [`load_state`] does the slow, blocking part of a start (style book, mood
-//! detector, model — fetched when missing — and the worker thread);
+//! [`load_state`] does the slow, blocking part of a start (the reviews store
+//! first, so a bad `store.path` fails at once; style book, mood detector, model — fetched when missing — and the worker thread);
 //! [`serve`] runs the listener until a shutdown signal, then drains in-flight
 //! requests and joins the worker; [`spawn_server`] runs both on a thread of
 //! its own, for tests and embedding.
@@ -21,6 +21,7 @@ pub mod error;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod reviews;
 pub mod routes;
 pub mod worker;
 
@@ -38,8 +39,9 @@ use axum::Router;
 use metrics::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use crate::store::{ReviewStore, StoreError};
 use worker::WorkerHandle;
 
 /// Everything a handler may use. Built once at start.
@@ -54,6 +56,10 @@ pub struct AppState {
     pub triage_batch: usize,
     pub request_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// The reviews store (`None`: the `/v1/reviews` routes answer 503).
+    /// `ReviewStore` is `Send` but not `Sync`; handlers lock it inside
+    /// `spawn_blocking`, which is plenty for human-paced review traffic.
+    pub reviews: Option<Arc<Mutex<ReviewStore>>>,
 }
 
 impl AppState {
@@ -69,7 +75,14 @@ impl AppState {
             triage_batch: cfg.server.triage_batch,
             request_timeout: cfg.request_timeout(),
             metrics: Arc::new(Metrics::new(cfg.server.queue_size)),
+            reviews: None,
         }
+    }
+
+    /// The same state with a reviews store.
+    pub fn with_reviews(mut self, store: ReviewStore) -> Self {
+        self.reviews = Some(Arc::new(Mutex::new(store)));
+        self
     }
 }
 
@@ -87,6 +100,9 @@ pub enum ServeError {
     Engine { path: String, #[source] source: crate::engine::EngineError },
     #[error("{what}: {source}")]
     Io { what: String, #[source] source: std::io::Error },
+    /// The reviews store named by `store.path` (or `BRANDVOICE_DB`) cannot be opened.
+    #[error("store.path: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The whole HTTP surface.
@@ -100,6 +116,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/brands", get(routes::brands))
         .route("/v1/brands/{id}", get(routes::brand))
         .route("/v1/channels", get(routes::channels))
+        .route("/v1/reviews", post(reviews::create).get(reviews::list))
+        .route("/v1/reviews/stats", get(reviews::stats))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/healthz", get(routes::healthz))
@@ -141,6 +159,8 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequest<Arc<AppState>> for ApiJs
 /// Loads the style book, the mood detector and the model (fetching it when
 /// missing), and starts the model's worker. Blocking; seconds.
 pub fn load_state(cfg: &ServeConfig) -> Result<(Arc<AppState>, std::thread::JoinHandle<()>), ServeError> {
+    // First, because it is quick: a bad store path fails the start before the model loads.
+    let store = open_store(cfg)?;
     let prompts = cfg.server.prompts.clone().unwrap_or_else(crate::style::default_prompts_dir);
     let t = Instant::now();
     let book = Arc::new(StyleBook::load(&prompts)?);
@@ -153,12 +173,23 @@ pub fn load_state(cfg: &ServeConfig) -> Result<(Arc<AppState>, std::thread::Join
     let model = crate::engine::model::load(&path, &Default::default()).map_err(|source| ServeError::Engine { path: path.display().to_string(), source })?;
     tracing::info!(model = %cfg.model.name, path = %path.display(), arch = %model.info.arch, ms = t.elapsed().as_millis() as u64, "model loaded");
     let drafter = Drafter::new(model, cfg.model.name.clone(), book.clone(), mood.clone(), cfg.model.prefix_cache_bytes);
-    let mut state = AppState::without_models(book, cfg);
+    let mut state = AppState::without_models(book, cfg).with_reviews(store);
     let (handle, thread) = worker::spawn(drafter, cfg.server.queue_size, state.metrics.clone())
         .map_err(|source| ServeError::Io { what: "starting the model worker thread".into(), source })?;
     state.mood = Some(mood);
     state.worker = Some(handle);
     Ok((Arc::new(state), thread))
+}
+
+/// Opens (creating when missing) the reviews store at [`ServeConfig::store_path`].
+pub fn open_store(cfg: &ServeConfig) -> Result<ReviewStore, ServeError> {
+    let path = cfg.store_path();
+    let store = ReviewStore::open(&path).map_err(|e| match e {
+        e @ (StoreError::Open { .. } | StoreError::TooNew { .. }) => e,
+        other => StoreError::Open { path: path.clone(), reason: other.to_string() },
+    })?;
+    tracing::info!(path = %path.display(), "reviews store open");
+    Ok(store)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting,

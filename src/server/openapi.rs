@@ -11,6 +11,8 @@
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::openai::{ChatCompletion, ChatCompletionRequest, ChatMessage};
+use super::reviews::{ReviewSubmission, StoredReview};
+use crate::store::{AutoScores, NewPairwise, NewReview, Pairwise, Preference, Review, Scores};
 use super::routes::{BrandList, BrandSummary, FixedText, LintBody, LintResponse, TriageMessage, TriageRequest, TriageResponse, TriageResult};
 use crate::draft::{Customer, Draft, DraftRequest, DraftResponse, DraftScore, DraftTimings, Limits, MoodUsed, RewriteRequest, Turn};
 use axum::response::{Html, IntoResponse, Response};
@@ -28,6 +30,9 @@ use utoipa::OpenApi;
         super::routes::brands,
         super::routes::brand,
         super::routes::channels,
+        super::reviews::create,
+        super::reviews::list,
+        super::reviews::stats,
         super::openai::chat_completions,
         super::openai::models,
         super::routes::healthz,
@@ -38,11 +43,13 @@ use utoipa::OpenApi;
         DraftRequest, RewriteRequest, Turn, Customer, Limits, DraftResponse, Draft, DraftScore, DraftTimings, MoodUsed,
         TriageRequest, TriageMessage, TriageResponse, TriageResult, LintBody, LintResponse, FixedText, BrandList, BrandSummary,
         ChatCompletionRequest, ChatMessage, ChatCompletion, ErrorBody, ErrorDetail,
+        ReviewSubmission, StoredReview, NewReview, NewPairwise, Review, Pairwise, Scores, AutoScores, Preference,
     )),
     tags(
         (name = "drafting", description = "Drafts and rewrites through the model"),
         (name = "analysis", description = "Mood and escalation triage"),
         (name = "style", description = "Brand guides, channels and the rule engine"),
+        (name = "reviews", description = "Reviewer scores, blind A/B judgements, exports and agreement statistics"),
         (name = "openai", description = "OpenAI-compatible API"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -140,13 +147,19 @@ mod tests {
         let (st, _, out) = send(app(), Method::GET, "/openapi.json", None).await;
         assert_eq!(st, StatusCode::OK);
         let v = json(&out);
-        for p in ["/v1/drafts", "/v1/rewrite", "/v1/triage", "/v1/lint", "/v1/brands", "/v1/brands/{id}", "/v1/channels", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics"] {
+        for p in ["/v1/drafts", "/v1/rewrite", "/v1/triage", "/v1/lint", "/v1/brands", "/v1/brands/{id}", "/v1/channels", "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics", "/v1/reviews", "/v1/reviews/stats"] {
             assert!(v["paths"][p].is_object(), "{p} missing from {}", v["paths"]);
         }
-        for s in ["DraftRequest", "DraftResponse", "ErrorBody", "ChatCompletionRequest", "TriageRequest", "LintBody"] {
+        for s in ["DraftRequest", "DraftResponse", "ErrorBody", "ChatCompletionRequest", "TriageRequest", "LintBody", "ReviewSubmission", "StoredReview", "NewReview", "Scores"] {
             assert!(v["components"]["schemas"][s].is_object(), "schema {s} missing");
         }
         assert_eq!(v["paths"]["/v1/drafts"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/DraftRequest");
+        let reviews = &v["paths"]["/v1/reviews"];
+        assert_eq!(reviews["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ReviewSubmission");
+        assert!(reviews["post"]["responses"]["201"].is_object() && reviews["post"]["responses"]["409"].is_object(), "{reviews}");
+        let listed = &reviews["get"]["responses"]["200"]["content"];
+        assert!(listed["text/csv"].is_object() && listed["application/x-ndjson"].is_object(), "{listed}");
+        assert_eq!(v["components"]["schemas"]["Scores"]["additionalProperties"], false, "unknown score names are rejected");
         let props = &v["components"]["schemas"]["DraftRequest"]["properties"];
         assert!(props["brand"].is_object() && props["stream"].is_object(), "{props}");
     }

@@ -9,11 +9,13 @@
 //! mutex, which is plenty for human-paced review traffic.
 
 pub mod reviews;
+pub mod stats;
 
 pub use reviews::{
     ImportFormat, ImportOptions, ImportSummary, NewPairwise, NewReview, Pairwise, PairwiseSummary, Preference, Review,
     ReviewStore, Scores, AutoScores, GOALS,
 };
+pub use stats::{review_stats, GoalStats, ReviewStats};
 
 use std::path::PathBuf;
 

@@ -33,7 +33,7 @@ const MAX_DRAFT_CHARS: usize = 20_000;
 const MAX_COMMENT_CHARS: usize = 5_000;
 
 /// Scores 1–5 per goal; a goal left out was not scored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scores {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +66,7 @@ impl Scores {
 
 /// The automatic tone score (0–100 per goal) the draft got, when known, so
 /// the statistics can set it against the reviewers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoScores {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +101,7 @@ impl AutoScores {
 }
 
 /// A review as a reviewer (or an import) submits it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReview {
     pub run_id: String,
@@ -121,7 +121,7 @@ pub struct NewReview {
 }
 
 /// A stored review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
     pub id: i64,
@@ -138,7 +138,7 @@ pub struct Review {
 }
 
 /// Which side a reviewer preferred in a blind A/B comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Preference {
     A,
@@ -166,7 +166,7 @@ impl Preference {
 
 /// A blind pairwise judgement as submitted: the reviewer saw two drafts for
 /// `case_id` labelled A and B without knowing that A came from `run_a`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPairwise {
     pub run_a: String,
@@ -180,7 +180,7 @@ pub struct NewPairwise {
     pub comment: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pairwise {
     pub id: i64,
