@@ -19,6 +19,12 @@ pub fn config(queue: usize) -> ServeConfig {
     cfg.server.queue_size = queue;
     cfg.server.request_timeout_secs = 120;
     cfg.model.name = MODEL.into();
+    // A fresh reviews store per server, never the user's own file.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("brandvoice-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir for the reviews store");
+    cfg.store.path = Some(dir.join(format!("reviews-{n}.sqlite")));
     cfg
 }
 
