@@ -70,6 +70,7 @@ impl DraftError {
             DraftError::Invalid { .. } => true,
             DraftError::Style(StyleError::Unknown { .. } | StyleError::Invalid { .. }) => true,
             DraftError::Mood(MoodError::Empty | MoodError::TooLong { .. } | MoodError::TooMuchHistory { .. }) => true,
+            DraftError::Engine(EngineError::Limit { .. }) => true,
             _ => false,
         }
     }

@@ -16,6 +16,10 @@ pub enum EngineError {
     Template(String),
     #[error("generation: {0}")]
     Generation(String),
+    /// A request exceeds what the model can take (prompt longer than the
+    /// context, too many tokens asked for): the caller's to fix.
+    #[error("{field}: {message}")]
+    Limit { field: String, message: String },
     #[error("io error on {path}: {source}")]
     Io {
         path: PathBuf,

@@ -61,10 +61,10 @@ impl GenerateOptions {
             return bad(format!("n must be between 1 and {MAX_CANDIDATES}, got {}", self.n));
         }
         if self.max_tokens > context_length {
-            return bad(format!(
-                "max_tokens must be at most the model's context length {context_length}, got {}",
-                self.max_tokens
-            ));
+            return Err(EngineError::Limit {
+                field: "max_tokens".into(),
+                message: format!("must be at most the model's context length {context_length}, got {}", self.max_tokens),
+            });
         }
         if self.stop.len() > MAX_STOPS {
             return bad(format!("stop may hold at most {MAX_STOPS} strings, got {}", self.stop.len()));
@@ -243,10 +243,13 @@ impl Generator {
             return Err(EngineError::Generation("prompt is empty: at least one token is needed".into()));
         }
         if prompt.len() >= ctx {
-            return Err(EngineError::Generation(format!(
-                "prompt has {} tokens; the model's context length is {ctx} and at least one must be left to generate",
-                prompt.len()
-            )));
+            return Err(EngineError::Limit {
+                field: "prompt".into(),
+                message: format!(
+                    "the prompt has {} tokens; the model's context length is {ctx} and at least one must be left to generate",
+                    prompt.len()
+                ),
+            });
         }
         let vocab = self.model.info().vocab_size;
         if let Some(&bad) = prompt.iter().find(|&&t| vocab > 0 && t as usize >= vocab) {

@@ -159,6 +159,7 @@ impl From<DraftError> for AppError {
             DraftError::Invalid { field, message } => AppError::Validation { field, message },
             DraftError::Style(s) => s.into(),
             DraftError::Mood(m) => m.into(),
+            DraftError::Engine(crate::engine::EngineError::Limit { field, message }) => AppError::Validation { field, message },
             other if other.is_client_error() => AppError::invalid("request", other.to_string()),
             other => AppError::Internal(other.to_string()),
         }
