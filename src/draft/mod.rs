@@ -182,6 +182,8 @@ pub struct Drafter {
     data: DraftingData,
     exemplars: ExemplarIndex,
     vocab: Arc<VocabSets>,
+    /// Strategy-only politeness scorer (no model file; `None` if its built-in data fails to load).
+    politeness: Option<crate::score::politeness::Politeness>,
 }
 
 impl Drafter {
@@ -213,6 +215,9 @@ impl Drafter {
             data: serde_yaml::from_str(DRAFTING_YAML).expect("the built-in drafting.yaml is checked by unit tests"),
             exemplars,
             vocab,
+            politeness: crate::score::politeness::Politeness::load()
+                .map_err(|e| tracing::warn!("politeness scorer unavailable, the score leaves it out: {e}"))
+                .ok(),
         }
     }
 
@@ -427,6 +432,11 @@ impl Drafter {
                 length,
                 sentences,
                 voice,
+                politeness: self
+                    .politeness
+                    .as_ref()
+                    .filter(|_| language == "en")
+                    .map(|p| p.score(&d.text).score_0_100 as f32),
             });
         }
         crate::score::rank(&mut drafts, |d| (d.fallback, d.score.overall));

@@ -8,10 +8,9 @@
 //!   15–85% of it scores best), sentence count, and a greeting where expected;
 //! - `voice`: embedding similarity of the draft to this brand's exemplar
 //!   replies against the best other brand's (computed by the caller, who owns
-//!   the embedder; `None` leaves the part out).
-//!
-//! `politeness` (submodule) is a ridge regression over politeness strategies
-//! calibrated on human ratings (see its header).
+//!   the embedder; `None` leaves the part out);
+//! - `politeness`: the submodule's ridge regression over politeness
+//!   strategies, calibrated on human ratings (English replies only).
 //!
 //! `overall` is a fixed weighted mean of the parts present. Plain arithmetic
 //! over data the style book already has, so it is cheap and explainable; a
@@ -27,7 +26,7 @@ use crate::style::rule::Level;
 use std::collections::BTreeMap;
 
 /// Weights of the parts in `overall`.
-pub const WEIGHTS: [(&str, f32); 4] = [("rules", 0.35), ("mood_fit", 0.25), ("channel_fit", 0.2), ("voice", 0.2)];
+pub const WEIGHTS: [(&str, f32); 5] = [("rules", 0.35), ("mood_fit", 0.25), ("channel_fit", 0.2), ("voice", 0.2), ("politeness", 0.1)];
 
 /// What the scorer looks at for one draft.
 pub struct ScoreInput<'a> {
@@ -42,6 +41,8 @@ pub struct ScoreInput<'a> {
     pub sentences: usize,
     /// (similarity to own brand's exemplars, to the best other brand's).
     pub voice: Option<(f32, f32)>,
+    /// The politeness scorer's 0–100 (English only: it is trained on English requests).
+    pub politeness: Option<f32>,
 }
 
 pub fn rules_part(violations: &[RuleViolation]) -> f32 {
@@ -134,6 +135,9 @@ pub fn score(inp: &ScoreInput) -> DraftScore {
     if let Some((own, other)) = inp.voice {
         parts.insert("voice".to_string(), voice_part(own, other));
     }
+    if let Some(p) = inp.politeness {
+        parts.insert("politeness".to_string(), p.clamp(0.0, 100.0));
+    }
     let (mut sum, mut wsum) = (0.0, 0.0);
     for (name, w) in WEIGHTS {
         if let Some(v) = parts.get(name) {
@@ -171,13 +175,28 @@ mod tests {
         let profile = &b.channels.channels["twitter"];
         let good = "I understand, that's frustrating. I'll restore your playlists today.";
         let bad = "Haha!! Sounds like a broken record 😂";
-        let sg = score(&ScoreInput { text: good, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((70, 280)), sentences: 2, voice: Some((0.6, 0.5)) });
-        let sb = score(&ScoreInput { text: bad, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((40, 280)), sentences: 2, voice: Some((0.4, 0.5)) });
+        let sg = score(&ScoreInput { text: good, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((70, 280)), sentences: 2, voice: Some((0.6, 0.5)), politeness: None });
+        let sb = score(&ScoreInput { text: bad, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((40, 280)), sentences: 2, voice: Some((0.4, 0.5)), politeness: None });
         assert!(sg.overall > sb.overall, "{sg:?} vs {sb:?}");
         assert_eq!(sg.parts["mood_fit"], 100.0);
         assert!(sb.parts["mood_fit"] < 50.0);
         assert!(sg.parts["voice"] > sb.parts["voice"]);
         assert!((0.0..=100.0).contains(&sg.overall));
+    }
+
+    #[test]
+    fn politeness_part_enters_the_overall_score() {
+        let b = book();
+        let tone = crate::draft::plan::effective_tone(&b, "northgate", "neutral");
+        let profile = &b.channels.channels["email"];
+        let text = "Thank you for letting us know. Could you please send us your order number?";
+        let base = ScoreInput { text, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((80, 2000)), sentences: 2, voice: None, politeness: None };
+        let without = score(&base);
+        assert!(!without.parts.contains_key("politeness"));
+        let high = score(&ScoreInput { politeness: Some(100.0), ..base });
+        let low = score(&ScoreInput { politeness: Some(0.0), text, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((80, 2000)), sentences: 2, voice: None });
+        assert_eq!(high.parts["politeness"], 100.0);
+        assert!(high.overall > low.overall, "{} vs {}", high.overall, low.overall);
     }
 
     #[test]
