@@ -1,5 +1,12 @@
 //! Subcommand bodies, one file per area. Each returns the process exit code.
 
+/// `--format text|json`, shared by the subcommands that print either.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 pub mod draft;
 pub mod engine;
 pub mod generate;

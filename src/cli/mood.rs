@@ -14,11 +14,7 @@ use anyhow::{bail, Context};
 use brandvoice::mood::{self, eval, train, HeadsFile, MoodDetector, MoodReport};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::Format;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

@@ -12,11 +12,7 @@ use anyhow::Context;
 use brandvoice::mood::embed::{self, Embedder};
 use brandvoice::score::politeness::{self, Corpus, Politeness, PolitenessFile, Strategies, TrainOptions};
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::Format;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

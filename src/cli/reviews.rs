@@ -17,11 +17,7 @@ use brandvoice::eval::stats::{Bootstrap, Ratings};
 use brandvoice::store::{self, ImportFormat, ImportOptions, ReviewStore, GOALS};
 use serde::Serialize;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum StatsFormat {
-    Text,
-    Json,
-}
+pub use super::Format as StatsFormat;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ExportFormat {

@@ -31,11 +31,7 @@ pub enum GuideCommand {
     Schema,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::Format;
 
 #[derive(clap::Args)]
 pub struct LintArgs {
