@@ -191,17 +191,24 @@ mod tests {
         assert_eq!(v["goals"].as_array().unwrap().len(), 7);
     }
 
-    /// The pages stay self-contained: no external URL, no inline script or style.
+    /// The pages stay self-contained: nothing loaded from another origin, no
+    /// inline script or style (the CSP would block them anyway).
     #[test]
     fn pages_are_offline_and_csp_clean() {
         for a in [&AGENT_PAGE, &REVIEW_PAGE].into_iter().chain(ASSETS.iter()) {
             let text = std::str::from_utf8(a.body).unwrap();
-            for bad in ["http://", "https://", "//cdn", "fonts.googleapis"] {
-                let hits: Vec<&str> = text.lines().filter(|l| l.contains(bad) && !l.contains("www.w3.org/2000/svg")).collect();
+            for attr in ["src=\"", "href=\""] {
+                for (i, _) in text.match_indices(attr) {
+                    let v = &text[i + attr.len()..];
+                    assert!(v.starts_with('/') && !v.starts_with("//") || v.starts_with('#'), "{}: {attr}{}", a.name, &v[..v.len().min(40)]);
+                }
+            }
+            for bad in ["url(", "@import", "\"http:", "\"https:", "'http:", "'https:", "//cdn", "fonts.googleapis"] {
+                let hits: Vec<&str> = text.lines().filter(|l| l.contains(bad) && !l.contains("\"http://www.w3.org/2000/svg\"")).collect();
                 assert!(hits.is_empty(), "{} refers to {bad}: {hits:?}", a.name);
             }
             if a.content_type == HTML {
-                assert!(!text.contains("style=\"") && !text.contains("onclick") && !text.contains("<script>"), "{} has inline code", a.name);
+                assert!(!text.contains("style=\"") && !text.contains(" onclick") && !text.contains("<script>") && !text.contains("<style"), "{} has inline code", a.name);
             }
         }
     }

@@ -197,8 +197,8 @@
     try {
       await api("/v1/reviews", { json: body });
       state.done.add(id);
-      $("progress-text").textContent = "Saved " + id + ".";
       nextOpen();
+      $("progress-text").textContent += " · saved " + id;
     } catch (e) {
       if (e.type === "conflict") {
         state.done.add(id);
