@@ -69,7 +69,10 @@ fn agent_console(b: &Browser, base: &str) {
     let score = b.text("#drafts li.draft .score");
     let n: u32 = score.trim_start_matches("Tone ").trim().parse().unwrap_or_else(|_| panic!("tone score badge: {score:?}"));
     assert!(n <= 100, "{score}");
-    assert!(b.find("#drafts li.draft dl.score-parts meter").is_some(), "per-goal score bars");
+    let fixes = b.js("return document.querySelectorAll('#drafts li.draft .lists li').length + '/' + document.querySelectorAll('#drafts li.draft mark.fixed').length", vec![]);
+    eprintln!("agent: fixes listed/highlighted {fixes}");
+    let card = b.js("return document.querySelector('#drafts li.draft').outerHTML", vec![]);
+    assert!(b.find("#drafts li.draft dl.score-parts meter").is_some(), "per-goal score bars: {card}");
     let text = b.text("#drafts li.draft .draft-text");
     assert!(!text.trim().is_empty(), "final draft text");
     assert!(b.text("#drafts li.draft .count").contains("/ 280 Twitter characters"), "channel length count");

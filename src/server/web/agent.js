@@ -158,7 +158,9 @@
   }
 
   // Ranges to mark in the final text: applied fixes (where their new text
-  // can be found) and the violations left (their byte spans).
+  // can be found) and the violations left (their byte spans). They may
+  // overlap (a whole-text suggestion around an appended sign-off), so the
+  // text is cut at every range edge and each piece wrapped in what covers it.
   function marks(d) {
     const text = d.text;
     const out = [];
@@ -166,31 +168,32 @@
       const fx = f.fix || {};
       let needle = null;
       if (fx.action === "replace" && fx.with && fx.with.trim()) needle = fx.with;
-      if (fx.action === "append" && fx.text && fx.text.trim()) needle = fx.text;
+      if (fx.action === "append" && fx.text && fx.text.trim()) needle = fx.text.trim();
       if (!needle) continue;
       const at = fx.action === "append" ? text.lastIndexOf(needle) : text.indexOf(needle);
-      if (at >= 0) out.push({ start: at, end: at + needle.length, cls: "fixed", title: "Fixed by " + f.check });
+      if (at >= 0) out.push({ start: at, end: at + needle.length, fix: true, title: "Fixed by " + f.check });
     }
     for (const v of d.violations || []) {
       if (!v.span || v.span.end <= v.span.start) continue;
-      out.push({ start: byteToIndex(text, v.span.start), end: byteToIndex(text, v.span.end), cls: "viol " + v.level, title: v.check + ": " + v.message });
+      out.push({ start: byteToIndex(text, v.span.start), end: byteToIndex(text, v.span.end), fix: false, level: v.level, title: v.check + ": " + v.message });
     }
-    out.sort((a, b) => a.start - b.start || b.end - a.end);
-    const kept = [];
-    let edge = 0;
-    for (const m of out) if (m.start >= edge) { kept.push(m); edge = m.end; }
-    return kept;
+    return out;
   }
 
   function markedText(d) {
     const p = el("p", { class: "draft-text" });
-    let at = 0;
-    for (const m of marks(d)) {
-      if (m.start > at) p.append(d.text.slice(at, m.start));
-      p.append(el(m.cls === "fixed" ? "mark" : "span", { class: m.cls, title: m.title }, d.text.slice(m.start, m.end)));
-      at = m.end;
+    const ms = marks(d);
+    const cuts = [...new Set([0, d.text.length, ...ms.flatMap((m) => [m.start, m.end])])].sort((a, b) => a - b);
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const [a, b] = [cuts[i], cuts[i + 1]];
+      const over = ms.filter((m) => m.start <= a && m.end >= b);
+      let node = document.createTextNode(d.text.slice(a, b));
+      const viol = over.find((m) => !m.fix);
+      if (viol) node = el("span", { class: "viol " + viol.level, title: over.filter((m) => !m.fix).map((m) => m.title).join("\n") }, node);
+      const fix = over.find((m) => m.fix);
+      if (fix) node = el("mark", { class: "fixed", title: fix.title }, node);
+      p.append(node);
     }
-    p.append(d.text.slice(at));
     return p;
   }
 

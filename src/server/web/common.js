@@ -33,7 +33,7 @@ const BV = (() => {
       else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
       else e.setAttribute(k, v === true ? "" : String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -47,7 +47,7 @@ const BV = (() => {
       if (k === "text") e.textContent = v;
       else e.setAttribute(k, String(v));
     }
-    for (const c of children.flat()) if (c) e.append(c);
+    for (const c of children.flat(Infinity)) if (c) e.append(c);
     return e;
   }
 
