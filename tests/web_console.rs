@@ -79,7 +79,17 @@ fn agent_console(b: &Browser, base: &str) {
     let mood = b.wait_js("const m = document.getElementById('u-mood').textContent; return m !== '–' && m", 30, "triage mood");
     eprintln!("agent: mood {mood}, tone {n}, draft {text:?}");
     assert!(b.text("#status").contains("seed"), "status names model and seed");
+    assert!(b.text("#status").chars().filter(char::is_ascii_digit).count() > 0);
+    let seed_shown = b.text("#drafts li.draft .draft-head .muted");
+    let seed: u64 = seed_shown.trim_start_matches("seed ").parse().unwrap_or_else(|_| panic!("seed: {seed_shown:?}"));
+    // A JS number would round a seed above 2^53 to a multiple of a power of
+    // two; a random u64 seed is one (by chance) at most 1 time in 2048.
+    if seed > 1 << 53 {
+        assert_ne!(seed as f64 as u64, seed, "the u64 seed looks rounded by a JS number: {seed_shown}");
+    }
     b.screenshot(&shots().join("agent-1280x800.png"));
+    b.click("#drafts li.draft button.copy");
+    b.wait_js("return document.querySelector('#drafts li.draft [role=status]').textContent === 'Copied.'", 5, "copy feedback");
 
     // the live count follows edits, and goes red over the limit
     b.fill("#edit-1", &"x".repeat(300));
@@ -91,6 +101,9 @@ fn agent_console(b: &Browser, base: &str) {
     b.fill("#own-draft", "hi there, we r looking into it");
     assert!(b.text("#own-count").contains("/ 280"));
     assert_eq!(b.text("#go"), "Rewrite my draft");
+    b.click("#go");
+    b.wait_js("return document.getElementById('status').textContent.includes('seed') && document.querySelectorAll('#drafts li.draft').length", 300, "rewritten draft");
+    assert!(!b.text("#drafts li.draft .draft-text").trim().is_empty(), "rewrite gives a draft");
 
     b.set_size(420, 900);
     let fits = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1", vec![]);
@@ -153,6 +166,7 @@ fn reviewer_console(b: &Browser, base: &str, addr: std::net::SocketAddr, db: &st
     let table = b.text("#agreement-table");
     assert!(table.contains("overall") && table.contains("mood fit"), "{table}");
     assert!(b.text("#pairwise-table").contains(RUN_B));
+    b.js("document.querySelector('.charts').scrollIntoView()", vec![]);
     b.screenshot(&shots().join("review-dashboard-1280x800.png"));
 }
 

@@ -148,6 +148,12 @@ const BV = (() => {
     }
   }
 
+  // Seeds are u64: past 2^53 a JS number would show (and send back) a
+  // different seed, so they are kept as the JSON's own digits.
+  function parseJson(text) {
+    return JSON.parse(text, (k, v, ctx) => (k === "seed" && typeof v === "number" && !Number.isSafeInteger(v) && ctx && ctx.source ? ctx.source : v));
+  }
+
   async function api(path, opts) {
     opts = Object.assign({}, opts || {});
     if (opts.json !== undefined) {
@@ -159,7 +165,8 @@ const BV = (() => {
     const resp = await send(path, opts);
     if (!resp.ok) throw await errorFrom(resp);
     const type = resp.headers.get("content-type") || "";
-    return type.includes("json") ? resp.json() : resp.text();
+    const text = await resp.text();
+    return type.includes("json") ? parseJson(text) : text;
   }
 
   // POST `body`, read the SSE answer; `on[event](data)` for each event.
@@ -186,7 +193,7 @@ const BV = (() => {
         if (!data.length) continue;
         const text = data.join("\n");
         let parsed = text;
-        try { parsed = JSON.parse(text); } catch (_) { /* [DONE] */ }
+        try { parsed = parseJson(text); } catch (_) { /* [DONE] */ }
         if (event === "error") {
           const e = parsed && parsed.error ? parsed.error : { type: "error", message: String(text) };
           throw new ApiError(200, e.type, e.message, e.field);
