@@ -158,11 +158,27 @@ fn reviewer_console(b: &Browser, base: &str, addr: std::net::SocketAddr, db: &st
     assert_eq!(pref, "a");
     assert_eq!(run_a == RUN_B, a_text.ends_with("Thanks for your patience."), "run_a {run_a} is the run shown as A ({a_text:?})");
 
-    // dashboard: agreement table and the two SVG charts
+    // dashboard: agreement table and the two SVG charts, over enough
+    // reviews (two more reviewers, posted over HTTP) for the statistics
+    for (reviewer, base_score) in [("bob", 2u8), ("cy", 3u8), ("ann", 3u8)] {
+        for (i, case) in ["angry-1", "confused-1", "happy-1"].iter().enumerate() {
+            if reviewer == "ann" && *case == "angry-1" {
+                continue;
+            }
+            let s = (base_score + i as u8).min(5);
+            let r = support::post(addr, "/v1/reviews", &serde_json::json!({
+                "kind": "review", "run_id": RUN_A, "case_id": case, "draft_id": "final", "reviewer_id": reviewer,
+                "scores": {"overall": s, "voice": s, "mood_fit": (s + 1).min(5)}, "auto_scores": {"overall": 60.0 + 10.0 * i as f64, "voice": 70.0, "mood_fit": 50.0 + 20.0 * i as f64}
+            }));
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+    }
     b.click("#mode-dash");
     b.click("#start");
     b.wait_for("#chart-scatter svg circle", 20);
-    b.wait_for("#chart-agreement svg", 5);
+    b.wait_for("#chart-agreement svg rect.bar.auto", 5);
+    let dots = b.js("return document.querySelectorAll('#chart-scatter svg circle').length", vec![]);
+    assert_eq!(dots, 9, "one dot per review with both overall scores");
     let table = b.text("#agreement-table");
     assert!(table.contains("overall") && table.contains("mood fit"), "{table}");
     assert!(b.text("#pairwise-table").contains(RUN_B));
