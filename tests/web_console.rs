@@ -49,6 +49,9 @@ fn agent_console(b: &Browser, base: &str) {
     b.select("#brand", "tunely");
     b.select("#channel", "twitter");
     b.fill("#message", "@tunely your app crashed AGAIN and deleted all my playlists. This is ridiculous, I pay for Premium!");
+    b.click("#request details summary");
+    b.fill("#history", "customer: it happened last week too\nagent: sorry, we're on it");
+    b.fill("#facts", "a fix ships on Friday");
     // Record every change of the streaming box, and whether a final draft existed then.
     b.js(
         "window.__seen = [];
@@ -90,6 +93,11 @@ fn agent_console(b: &Browser, base: &str) {
     b.screenshot(&shots().join("agent-1280x800.png"));
     b.click("#drafts li.draft button.copy");
     b.wait_js("return document.querySelector('#drafts li.draft [role=status]').textContent === 'Copied.'", 5, "copy feedback");
+
+    // more alternatives are added below the first draft
+    b.click("#more");
+    b.wait_js("return !document.getElementById('more').disabled && document.querySelectorAll('#drafts li.draft').length >= 2", 300, "more alternatives");
+    assert!(b.find("#errors .error").is_none(), "errors shown: {}", b.text("#errors"));
 
     // the live count follows edits, and goes red over the limit
     b.fill("#edit-1", &"x".repeat(300));
@@ -182,6 +190,10 @@ fn reviewer_console(b: &Browser, base: &str, addr: std::net::SocketAddr, db: &st
     let table = b.text("#agreement-table");
     assert!(table.contains("overall") && table.contains("mood fit"), "{table}");
     assert!(b.text("#pairwise-table").contains(RUN_B));
+    b.set_size(420, 900);
+    let fits = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1", vec![]);
+    assert_eq!(fits, true, "the reviewer dashboard scrolls sideways at 420 px");
+    b.set_size(1280, 800);
     b.js("document.querySelector('.charts').scrollIntoView()", vec![]);
     b.screenshot(&shots().join("review-dashboard-1280x800.png"));
 }
