@@ -40,6 +40,7 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub auth: AuthSection,
     pub store: StoreSection,
+    pub eval: EvalSection,
 }
 
 /// `[server]`: where to listen and the HTTP-level limits.
@@ -99,6 +100,15 @@ pub struct StoreSection {
     /// directory). Default: `BRANDVOICE_DB`, else `$BRANDVOICE_HOME/reviews.sqlite`,
     /// else `~/.local/share/brandvoice/reviews.sqlite`, as for `brandvoice reviews`.
     pub path: Option<PathBuf>,
+}
+
+/// `[eval]`: where the web console finds eval runs (`GET /v1/runs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// The folder of run directories `brandvoice eval run` writes. Default:
+    /// `BRANDVOICE_RUNS_DIR`, else `eval/runs` (relative to the working directory).
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// `[auth]`: parsed and checked, not yet enforced (a later issue).
@@ -190,6 +200,9 @@ impl ServeConfig {
         if let Some(v) = get("BRANDVOICE_DB") {
             self.store.path = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("BRANDVOICE_RUNS_DIR") {
+            self.eval.runs_dir = Some(PathBuf::from(v));
+        }
         Ok(())
     }
 
@@ -239,6 +252,11 @@ impl ServeConfig {
                 return bad("store.path", "must not be empty (leave it out for the default)".into());
             }
         }
+        if let Some(p) = &self.eval.runs_dir {
+            if p.as_os_str().is_empty() {
+                return bad("eval.runs_dir", "must not be empty (leave it out for the default)".into());
+            }
+        }
         let l = &self.limits;
         for (key, v) in [("limits.max_message_chars", l.max_message_chars), ("limits.max_n", l.max_n), ("limits.max_tokens", l.max_tokens)] {
             if v == 0 {
@@ -259,6 +277,11 @@ impl ServeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server.request_timeout_secs)
+    }
+
+    /// The eval runs folder: `eval.runs_dir`, else `eval/runs`.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.eval.runs_dir.clone().unwrap_or_else(|| PathBuf::from("eval/runs"))
     }
 
     /// The reviews store's file: `store.path` (with `~/` expanded), else the
@@ -332,6 +355,19 @@ mod tests {
         cfg.store.path = Some(PathBuf::new());
         let e = cfg.check().unwrap_err().to_string();
         assert!(e.starts_with("store.path: must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn runs_dir_from_file_env_and_default() {
+        assert_eq!(ServeConfig::default().runs_dir(), PathBuf::from("eval/runs"));
+        let mut cfg = ServeConfig::parse("[eval]\nruns_dir = \"/data/runs\"\n", "f").unwrap();
+        assert_eq!(cfg.runs_dir(), PathBuf::from("/data/runs"));
+        cfg.apply_env(|k| (k == "BRANDVOICE_RUNS_DIR").then(|| "/other/runs".to_string())).unwrap();
+        assert_eq!(cfg.runs_dir(), PathBuf::from("/other/runs"));
+        let e = ServeConfig::parse("[eval]\nruns = \"x\"\n", "e.toml").unwrap_err().to_string();
+        assert!(e.contains("e.toml") && e.contains("runs"), "{e}");
+        cfg.eval.runs_dir = Some(PathBuf::new());
+        assert!(cfg.check().unwrap_err().to_string().starts_with("eval.runs_dir"));
     }
 
     #[test]

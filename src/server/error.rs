@@ -24,6 +24,9 @@ pub enum AppError {
     /// The body is not the JSON we expect (wrong shape: 422, bad syntax: 400).
     #[error("{message}")]
     BadJson { status: StatusCode, message: String },
+    /// A path or query parameter is malformed (400), e.g. a run id with `/` in it.
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
     /// The resource already exists (a reviewer's second review of a draft: 409).
@@ -57,7 +60,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `validation_error`, `invalid_json`, `not_found`,
+    /// Stable, machine-readable: `validation_error`, `invalid_json`, `bad_request`, `not_found`,
     /// `conflict`, `payload_too_large`, `unsupported_media_type`, `overloaded`,
     /// `not_ready`, `store_unavailable`, `timeout`, `internal_error`.
     #[serde(rename = "type")]
@@ -73,6 +76,7 @@ impl AppError {
         match self {
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadJson { status, .. } => *status,
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +91,7 @@ impl AppError {
         match self {
             AppError::Validation { .. } => "validation_error",
             AppError::BadJson { .. } => "invalid_json",
+            AppError::BadRequest { .. } => "bad_request",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
@@ -110,7 +115,7 @@ impl AppError {
                 tracing::error!(error = %detail, "internal error");
                 ("internal error; the details are in the server log".to_string(), None)
             }
-            AppError::Validation { field, message } => (format!("{field}: {message}"), Some(field.clone())),
+            AppError::Validation { field, message } | AppError::BadRequest { field, message } => (format!("{field}: {message}"), Some(field.clone())),
             other => (other.to_string(), None),
         };
         ErrorBody { error: ErrorDetail { kind: self.kind(), message, field } }

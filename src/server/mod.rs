@@ -23,6 +23,8 @@ pub mod openai;
 pub mod openapi;
 pub mod reviews;
 pub mod routes;
+pub mod runs;
+pub mod web;
 pub mod worker;
 
 pub use config::{Overrides, ServeConfig};
@@ -60,6 +62,8 @@ pub struct AppState {
     /// `ReviewStore` is `Send` but not `Sync`; handlers lock it inside
     /// `spawn_blocking`, which is plenty for human-paced review traffic.
     pub reviews: Option<Arc<Mutex<ReviewStore>>>,
+    /// The eval runs folder behind `/v1/runs` ([`ServeConfig::runs_dir`]).
+    pub runs_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -76,6 +80,7 @@ impl AppState {
             request_timeout: cfg.request_timeout(),
             metrics: Arc::new(Metrics::new(cfg.server.queue_size)),
             reviews: None,
+            runs_dir: cfg.runs_dir(),
         }
     }
 
@@ -118,6 +123,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/channels", get(routes::channels))
         .route("/v1/reviews", post(reviews::create).get(reviews::list))
         .route("/v1/reviews/stats", get(reviews::stats))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/report", get(runs::report))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/healthz", get(routes::healthz))
@@ -125,6 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi::spec))
         .route("/docs", get(openapi::docs))
+        .merge(web::routes())
         .fallback(routes::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -33,6 +33,9 @@ use utoipa::OpenApi;
         super::reviews::create,
         super::reviews::list,
         super::reviews::stats,
+        super::runs::list,
+        super::runs::get,
+        super::runs::report,
         super::openai::chat_completions,
         super::openai::models,
         super::routes::healthz,
@@ -44,6 +47,7 @@ use utoipa::OpenApi;
         TriageRequest, TriageMessage, TriageResponse, TriageResult, LintBody, LintResponse, FixedText, BrandList, BrandSummary,
         ChatCompletionRequest, ChatMessage, ChatCompletion, ErrorBody, ErrorDetail,
         ReviewSubmission, StoredReview, NewReview, NewPairwise, Review, Pairwise, Scores, AutoScores, Preference,
+        super::runs::RunList, super::runs::RunEntry, super::runs::RunDetail,
     )),
     tags(
         (name = "drafting", description = "Drafts and rewrites through the model"),
