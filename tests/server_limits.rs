@@ -22,7 +22,7 @@ const FACT_CHARS: usize = 40;
 const N: usize = 3;
 const TOKENS: usize = 64;
 const BATCH: usize = 3;
-const BODY: usize = 4096;
+const BODY: usize = 16384;
 
 fn addr() -> SocketAddr {
     static S: OnceLock<ServerHandle> = OnceLock::new();
@@ -90,6 +90,10 @@ fn draft_numbers() {
     rejected(&post(a, "/v1/drafts", &draft(json!({"max_tokens": 0}))), "max_tokens", &["got 0"]);
     rejected(&post(a, "/v1/drafts", &draft(json!({"temperature": 2.5}))), "temperature", &["between 0 and 2", "2.5"]);
     rejected(&post(a, "/v1/drafts", &draft(json!({"n": -1}))), "n", &["-1"]);
+    // Without `max_tokens` the default (120) is clamped to the tighter limit, so the request
+    // passes validation and only then meets the missing model (503), not a 422.
+    let r = post(a, "/v1/drafts", &draft(json!({})));
+    assert_eq!((r.status, r.json()["error"]["type"].as_str()), (503, Some("not_ready")), "{}", r.body);
     rejected(&post(a, "/v1/drafts", &draft(json!({"n": "two"}))), "n", &["two"]);
 }
 
@@ -150,7 +154,7 @@ fn body_size_and_syntax() {
     let r = request(a, "POST", "/v1/lint", Some(&big));
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(r.json()["error"]["type"], "payload_too_large");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("4096"), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("16384"), "{}", r.body);
     let r = request(a, "POST", "/v1/lint", Some("{\"brand\": "));
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["type"], "invalid_json");
@@ -177,6 +181,6 @@ fn openapi_documents_the_configured_limits() {
     assert_eq!(p("NewReview", "run_id")["maxLength"], 200);
     assert_eq!(p("Scores", "overall")["maximum"], 5);
     let d = v["info"]["description"].as_str().unwrap();
-    assert!(d.contains("4096 bytes") && d.contains("413") && d.contains("504"), "{d}");
+    assert!(d.contains("16384 bytes") && d.contains("413") && d.contains("504"), "{d}");
     assert!(v["components"]["securitySchemes"]["bearer"].is_object(), "{}", v["components"]["securitySchemes"]);
 }
