@@ -242,3 +242,78 @@ fn keys_new_prints_a_key_and_its_hash_once() {
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_brandvoice")).args(["keys", "new", "--name", "x", "--role", "root"]).output().unwrap();
     assert!(!bad.status.success());
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `POST /v1/admin/reload` with the real model: an invalid brand file is a 422 naming the
+/// file and the service keeps drafting and linting with the last valid book; the fixed file
+/// reloads, and the model worker drafts with the new book.
+#[test]
+fn reload_keeps_the_last_valid_book_while_drafting() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&brandvoice::style::default_prompts_dir(), dir.path());
+    let mut cfg = support::config(2);
+    cfg.server.prompts = Some(dir.path().to_path_buf());
+    let admin = new_key();
+    let agent = new_key();
+    cfg.auth.keys = vec![
+        KeyEntry { name: "ops".into(), role: Role::Admin, sha256: hash_key(&admin) },
+        KeyEntry { name: "desk".into(), role: Role::Agent, sha256: hash_key(&agent) },
+    ];
+    let h = brandvoice::server::spawn_server(&cfg).expect("server with smollm2");
+    let (admin_h, agent_h) = (bearer(&admin), bearer(&agent));
+    let as_admin = [("Authorization", admin_h.as_str())];
+    let as_agent = [("Authorization", agent_h.as_str())];
+    let draft = json!({"brand": "tunely", "channel": "twitter", "message": "My playlist vanished after the update.", "max_tokens": 40, "seed": 3}).to_string();
+
+    let file = dir.path().join("brands/tunely.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{good}\nvoice: [unclosed\n")).unwrap();
+    let r = request_with(h.addr, "POST", "/v1/admin/reload", &as_admin, None);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"]["type"], "reload_failed");
+    assert!(r.json()["error"]["file"].as_str().unwrap_or_default().ends_with("tunely.yaml"), "{}", r.body);
+    // Still serving the last valid version.
+    let r = request_with(h.addr, "POST", "/v1/lint", &as_agent, Some(&lint_body().to_string()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request_with(h.addr, "GET", "/v1/brands/tunely", &as_agent, None);
+    assert_eq!(r.json()["name"], "Tunely", "{}", r.body);
+    let r = request_with(h.addr, "POST", "/v1/drafts", &as_agent, Some(&draft));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.json()["drafts"][0]["text"].as_str().unwrap().is_empty());
+
+    std::fs::write(&file, good.replacen("name: Tunely", "name: Tunely Reloaded", 1)).unwrap();
+    let r = request_with(h.addr, "POST", "/v1/admin/reload", &as_admin, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request_with(h.addr, "GET", "/v1/brands/tunely", &as_agent, None);
+    assert_eq!(r.json()["name"], "Tunely Reloaded", "{}", r.body);
+    // The worker switches to the new book before this draft.
+    let pii = json!({"brand": "tunely", "channel": "email", "message": "My playlist vanished. Write to jo.doe@example.com or call +44 20 7946 0958.", "max_tokens": 40, "seed": 4}).to_string();
+    let r = request_with(h.addr, "POST", "/v1/drafts", &as_agent, Some(&pii));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Both drafts reached the audit log (its own writer thread), customer text redacted.
+    let audit = brandvoice::store::drafts::DraftsAudit::open(cfg.store_path()).unwrap();
+    let t = std::time::Instant::now();
+    while audit.count().unwrap() < 2 && t.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let rows = audit.latest(10).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (req, drafts) = &rows[0];
+    let msg = req["message"].as_str().unwrap();
+    assert!(msg.contains("[email]") && msg.contains("[phone]") && !msg.contains("jo.doe") && !msg.contains("7946"), "{msg}");
+    assert_eq!(req["channel"], "email");
+    assert!(drafts[0]["score"].is_number(), "{drafts}");
+}
