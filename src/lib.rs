@@ -11,6 +11,7 @@ pub mod draft;
 pub mod engine;
 pub mod eval;
 pub mod models;
+pub mod redact;
 pub mod score;
 pub mod mood;
 pub mod store;

@@ -51,6 +51,12 @@ enum Command {
     Politeness(cli::politeness::PolitenessArgs),
     /// Run the HTTP service (drafts, rewrite, triage, lint, OpenAI-compatible chat completions).
     Serve(cli::serve::ServeArgs),
+    /// API keys: `keys new --name N --role agent|reviewer|admin` prints a key once and its config line.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+    /// The drafts audit log: `audit purge --older-than-days N`, `audit count`.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
         Command::Politeness(a) => cli::politeness::politeness(a),
         Command::Serve(a) => cli::serve::serve(a),
         Command::Draft(a) => cli::draft::draft(a),
+        Command::Keys(c) => cli::keys::run(c),
+        Command::Audit(c) => cli::audit::run(c),
     };
     match result {
         Ok(code) => code,

@@ -7,9 +7,11 @@ pub enum Format {
     Json,
 }
 
+pub mod audit;
 pub mod draft;
 pub mod engine;
 pub mod generate;
+pub mod keys;
 pub mod models;
 pub mod mood;
 pub mod politeness;

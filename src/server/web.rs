@@ -124,7 +124,8 @@ async fn asset(Path(name): Path<String>, h: HeaderMap) -> Response {
 /// The lists the consoles' pickers need that no `/v1` route gives: the
 /// moods of the loaded style book and the review goals of the store.
 async fn meta(State(s): State<Arc<AppState>>) -> Response {
-    let moods: Vec<&String> = s.book.moods.moods.keys().collect();
+    let book = s.book();
+    let moods: Vec<&String> = book.moods.moods.keys().collect();
     let body = serde_json::json!({ "moods": moods, "goals": crate::store::GOALS });
     ([(header::CACHE_CONTROL, "no-cache")], Json(body)).into_response()
 }
