@@ -94,6 +94,30 @@ fn agent_console(b: &Browser, base: &str) {
     b.click("#drafts li.draft button.copy");
     b.wait_js("return document.querySelector('#drafts li.draft [role=status]').textContent === 'Copied.'", 5, "copy feedback");
 
+    // the live count measures as the server's lint does
+    let samples = [
+        "Sorry about that! We'll fix it today. – Tunely Care",
+        "Track it here: https://tunely.example.com/t/48213?x=1. Thanks!",
+        "see tunely.fm/help, or www.tunely.com.",
+        "ご迷惑をおかけして申し訳ございません。確認いたします。",
+        "Thanks 🙏🏽 for waiting 👍 1️⃣ #1",
+        "नमस्ते, हम आपकी मदद करेंगे।",
+        "Line one.\n\nSecond paragraph here. And more?\nYes.",
+        "Price: 10€ ^_^ [ok] {x} ~y| and ü",
+        &"long sms text ".repeat(14),
+    ];
+    let mut differ = Vec::new();
+    for unit in ["twitter", "graphemes", "words", "sentences", "paragraphs", "sms_segments"] {
+        let u: brandvoice::style::length::LengthUnit = serde_json::from_value(Value::from(unit)).unwrap();
+        for text in samples {
+            let js = b.js("return BV.measure(arguments[0], arguments[1])", vec![Value::from(text), Value::from(unit)]);
+            if js.as_u64() != Some(u.measure(text) as u64) {
+                differ.push(format!("{unit} of {text:?}: browser {js}, server {}", u.measure(text)));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "the console counts differently from the server:\n{}", differ.join("\n"));
+
     // more alternatives are added below the first draft
     b.click("#more");
     b.wait_js("return !document.getElementById('more').disabled && document.querySelectorAll('#drafts li.draft').length >= 2", 300, "more alternatives");
