@@ -229,8 +229,9 @@ fn api_key_dialog(b: &Browser, runs: &std::path::Path) {
     b.wait_for("#key-dialog[open]", 20);
     assert!(b.text("#key-reason").contains("API key"));
     b.click("#key-dialog button[value=cancel]");
-    let err = b.wait_js("const e = document.getElementById('errors'); return e && e.textContent", 10, "error message");
-    assert!(err.as_str().unwrap().contains("missing or unknown API key"), "{err}");
+    b.wait_for("#errors .error", 10);
+    let err = b.text("#errors");
+    assert!(err.contains("Could not load brands and channels") && err.contains("missing or unknown API key"), "{err}");
     // Enter the key: it is kept for the session and sent as a Bearer token.
     b.goto(&format!("http://{addr}/review"));
     b.wait_for("#key-dialog[open]", 20);
