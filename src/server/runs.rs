@@ -323,4 +323,15 @@ mod tests {
         let (st, _, out) = send(app(&dir.path().join("nope")), Method::GET, "/v1/runs", None).await;
         assert_eq!((st, json(&out)["runs"].as_array().unwrap().len()), (StatusCode::OK, 0));
     }
+
+    #[tokio::test]
+    async fn openapi_documents_the_runs_routes() {
+        let (_, _, out) = send(super::super::test_support::app(), Method::GET, "/openapi.json", None).await;
+        let v = json(&out);
+        for p in ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/report"] {
+            assert!(v["paths"][p]["get"].is_object(), "{p} missing from the OpenAPI document");
+        }
+        assert!(v["components"]["schemas"]["RunDetail"].is_object());
+        assert!(v["paths"]["/v1/runs/{id}"]["get"]["responses"]["400"].is_object());
+    }
 }

@@ -170,7 +170,9 @@
       if (fx.action === "replace" && fx.with && fx.with.trim()) needle = fx.with;
       if (fx.action === "append" && fx.text && fx.text.trim()) needle = fx.text.trim();
       if (!needle) continue;
-      const at = fx.action === "append" ? text.lastIndexOf(needle) : text.indexOf(needle);
+      // later fixes may have changed its case ("a fix ships" → "A fix ships")
+      const [hay, pin] = text.toLowerCase().length === text.length ? [text.toLowerCase(), needle.toLowerCase()] : [text, needle];
+      const at = fx.action === "append" ? hay.lastIndexOf(pin) : hay.indexOf(pin);
       if (at >= 0) out.push({ start: at, end: at + needle.length, fix: true, title: "Fixed by " + f.check });
     }
     for (const v of d.violations || []) {

@@ -204,27 +204,80 @@ const BV = (() => {
   }
 
   // ---- channel length units (prompts/channels.yaml) --------------------
-  const seg = typeof Intl !== "undefined" && Intl.Segmenter ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
-  function graphemes(s) { return seg ? Array.from(seg.segment(s), (g) => g.segment) : Array.from(s); }
-  const WIDE = /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]|\p{Extended_Pictographic}/u;
-  const GSM = /^[A-Za-z0-9 \r\n@£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ!"#¤%&'()*+,\-./:;<=>?¡ÄÖÑÜ§¿äöñüà^{}\\[~\]|€]*$/;
+  // A port of src/style/text.rs (twitter_length, sms_info, …); the browser
+  // test checks it against the Rust functions on the same strings.
+  const segmenter = (g) => (typeof Intl !== "undefined" && Intl.Segmenter ? new Intl.Segmenter("en", { granularity: g }) : null);
+  const SEG = { grapheme: segmenter("grapheme"), word: segmenter("word"), sentence: segmenter("sentence") };
+  function graphemes(s) { return SEG.grapheme ? Array.from(SEG.grapheme.segment(s), (g) => g.segment) : Array.from(s); }
+  const URL_RE = /(?<![A-Za-z0-9_])(?:https?:\/\/[\x21-\x7E]+|www\.[\x21-\x7E]+|[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|app|travel|bank|jp|in|uk|de|fm)(?![A-Za-z0-9_])(?:\/[\x21-\x7E]*)?)/gi;
+  const EMOJI_PRESENTATION = [[0x1F000, 0x1FAFF], [0x231A, 0x231B], [0x23E9, 0x23EC], [0x23F0, 0x23F0], [0x23F3, 0x23F3],
+    [0x25FD, 0x25FE], [0x2614, 0x2615], [0x2648, 0x2653], [0x267F, 0x267F], [0x2693, 0x2693], [0x26A1, 0x26A1], [0x26AA, 0x26AB],
+    [0x26BD, 0x26BE], [0x26C4, 0x26C5], [0x26CE, 0x26CE], [0x26D4, 0x26D4], [0x26EA, 0x26EA], [0x26F2, 0x26F3], [0x26F5, 0x26F5],
+    [0x26FA, 0x26FA], [0x26FD, 0x26FD], [0x2705, 0x2705], [0x270A, 0x270B], [0x2728, 0x2728], [0x274C, 0x274C], [0x274E, 0x274E],
+    [0x2753, 0x2755], [0x2757, 0x2757], [0x2764, 0x2764], [0x2795, 0x2797], [0x27B0, 0x27B0], [0x27BF, 0x27BF], [0x2B1B, 0x2B1C],
+    [0x2B50, 0x2B50], [0x2B55, 0x2B55]];
+  function isEmoji(g) {
+    const first = g.codePointAt(0);
+    if (first === undefined) return false;
+    if (g.includes("\u20E3")) return true;
+    if (g.includes("\uFE0F") && !/^[0-9#*]/.test(g)) return true;
+    return EMOJI_PRESENTATION.some(([a, b]) => first >= a && first <= b);
+  }
+  function twitterWeight(cp) { return cp <= 4351 || (cp >= 8192 && cp <= 8205) || (cp >= 8208 && cp <= 8223) || (cp >= 8242 && cp <= 8247) ? 1 : 2; }
+  function twitterPart(s) {
+    let n = 0;
+    for (const g of graphemes(s.normalize("NFC"))) {
+      if (isEmoji(g)) n += 2;
+      else for (const ch of g) n += twitterWeight(ch.codePointAt(0));
+    }
+    return n;
+  }
+  function twitterLength(text) {
+    let total = 0;
+    let pos = 0;
+    for (const m of text.matchAll(URL_RE)) {
+      const url = m[0].replace(/[.,!?:;'"…]+$/, "");
+      if (!url) continue;
+      total += twitterPart(text.slice(pos, m.index)) + 23;
+      pos = m.index + url.length;
+    }
+    return total + twitterPart(text.slice(pos));
+  }
+  const GSM7_BASIC = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+  const GSM7_EXTENSION = "^{}\\[~]|€\f";
+  function smsSegments(text) {
+    let septets = 0;
+    let gsm7 = true;
+    for (const ch of text) {
+      if (GSM7_BASIC.includes(ch)) septets += 1;
+      else if (GSM7_EXTENSION.includes(ch)) septets += 2;
+      else { gsm7 = false; break; }
+    }
+    const [units, single, multi] = gsm7 ? [septets, 160, 153] : [text.length, 70, 67];
+    return units === 0 ? 0 : units <= single ? 1 : Math.ceil(units / multi);
+  }
+  const W = "(?:(?![\\p{sc=Han}\\p{sc=Hiragana}\\p{sc=Katakana}])[\\p{L}\\p{M}\\p{N}_])";
+  const WORD_RE = new RegExp("[\\p{sc=Han}\\p{sc=Hiragana}]|[\\p{sc=Katakana}\u30FC]+|" + W + "+(?:(?:['\u2019.:\u00B7]|(?<=\\p{N})[,;](?=\\p{N}))" + W + "+)*", "gu");
   function measure(text, unit) {
     switch (unit) {
-      case "twitter": {
+      case "twitter": return twitterLength(text);
+      // UAX #29 words as src/style/text.rs counts them: letters and digits
+      // joined by ' ’ . : · (and , ; between digits); each Han or hiragana
+      // character alone, katakana in runs. (Chromium's Intl.Segmenter splits
+      // "tunely.example.com", which the server counts as one word.)
+      case "words": return (text.match(WORD_RE) || []).filter((w) => /[\p{L}\p{N}]/u.test(w)).length;
+      case "sentences":
+        return SEG.sentence ? Array.from(SEG.sentence.segment(text)).filter((x) => x.segment.trim()).length : text.split(/[.!?。！？]+(?:\s+|$)/).filter((x) => x.trim()).length;
+      case "paragraphs": {
         let n = 0;
-        const rest = text.replace(/https?:\/\/\S+/g, () => { n += 23; return ""; });
-        for (const g of graphemes(rest)) n += WIDE.test(g) ? 2 : 1;
+        let inPar = false;
+        for (const line of text.split(/\r?\n/)) {
+          if (!line.trim()) inPar = false;
+          else if (!inPar) { inPar = true; n++; }
+        }
         return n;
       }
-      case "words": return (text.match(/\S+/g) || []).length;
-      case "sentences": return text.split(/[.!?。！？]+(?:\s+|$)/).filter((s) => s.trim()).length;
-      case "paragraphs": return text.split(/\n\s*\n/).filter((s) => s.trim()).length;
-      case "sms_segments": {
-        const gsm = GSM.test(text);
-        const len = gsm ? text.length : Array.from(text).length;
-        const [one, many] = gsm ? [160, 153] : [70, 67];
-        return len === 0 ? 0 : len <= one ? 1 : Math.ceil(len / many);
-      }
+      case "sms_segments": return smsSegments(text);
       default: return graphemes(text).length;
     }
   }
