@@ -49,6 +49,12 @@ enum Command {
     /// Score how polite a text reads, 0–100 with a reason (`politeness TEXT|-`),
     /// or retrain the scorer (`politeness train`).
     Politeness(cli::politeness::PolitenessArgs),
+    /// Evaluation suites: `eval run SUITE… [--fail-under METRIC=VALUE…]` (a CI gate),
+    /// `eval compare RUN_A RUN_B` (per case and per metric, paired bootstrap CI).
+    #[command(subcommand)]
+    Eval(cli::eval::EvalCommand),
+    /// Tone-consistency score of a reply, 0–100 per goal with reasons, overall and band.
+    Score(cli::score::ScoreArgs),
     /// Run the HTTP service (drafts, rewrite, triage, lint, OpenAI-compatible chat completions).
     Serve(cli::serve::ServeArgs),
 }
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
         Command::Politeness(a) => cli::politeness::politeness(a),
         Command::Serve(a) => cli::serve::serve(a),
         Command::Draft(a) => cli::draft::draft(a),
+        Command::Eval(c) => cli::eval::run(c),
+        Command::Score(a) => cli::score::score(a),
     };
     match result {
         Ok(code) => code,

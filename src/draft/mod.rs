@@ -428,6 +428,7 @@ impl Drafter {
                 tone: &tone,
                 phrases: &self.book.moods.phrases,
                 profile,
+                channel: &req.channel,
                 language: &language,
                 length,
                 sentences,
