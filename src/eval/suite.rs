@@ -155,7 +155,7 @@ pub fn parse(file: &str, yaml: &str, book: &StyleBook) -> Result<ValidSuite, Sui
     if defaults.contains_key("id") {
         return Err(invalid("defaults: `id` cannot have a default".into()));
     }
-    let default_asserts = assertions(defaults.get("assert")).map_err(|e| invalid(format!("defaults: {e}")))?;
+    let default_asserts = assertions(defaults.get("assert"), &vars).map_err(|e| invalid(format!("defaults: {e}")))?;
     let cases = root.get("cases").and_then(Value::as_sequence).filter(|c| !c.is_empty()).ok_or_else(|| invalid("`cases` is required (a non-empty list)".into()))?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(cases.len());
@@ -175,7 +175,7 @@ pub fn parse(file: &str, yaml: &str, book: &StyleBook) -> Result<ValidSuite, Sui
         }
         merged.remove("assert");
         let mut asserts = default_asserts.clone();
-        asserts.extend(assertions(m.get("assert")).map_err(case_err)?);
+        asserts.extend(assertions(m.get("assert"), &vars).map_err(case_err)?);
         let t: TypedCase = serde_yaml::from_value(Value::Mapping(merged)).map_err(|e| case_err(e.to_string()))?;
         let message = substitute(&t.message, &vars, "message").map_err(case_err)?;
         let mut history = Vec::with_capacity(t.history.len());
@@ -222,10 +222,20 @@ pub fn parse(file: &str, yaml: &str, book: &StyleBook) -> Result<ValidSuite, Sui
     Ok(ValidSuite { name, description, file: file.to_string(), cases: out })
 }
 
-fn assertions(v: Option<&Value>) -> Result<Vec<Assertion>, String> {
+/// Parses an `assert` list; `{{vars}}` are substituted in string values too
+/// (so `contains: "{{order}}"` checks the same text the message carries).
+fn assertions(v: Option<&Value>, vars: &BTreeMap<String, String>) -> Result<Vec<Assertion>, String> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let list = v.as_sequence().ok_or_else(|| "assert: expected a list".to_string())?;
-    list.iter().enumerate().map(|(i, a)| Assertion::parse(a).map_err(|e| format!("assert[{i}]: {e}"))).collect()
+    let mut out = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        let mut a = a.clone();
+        if let Some(Value::String(s)) = a.as_mapping_mut().and_then(|m| m.get_mut("value")) {
+            *s = substitute(s, vars, &format!("assert[{i}].value"))?;
+        }
+        out.push(Assertion::parse(&a).map_err(|e| format!("assert[{i}]: {e}"))?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -251,7 +261,7 @@ cases:
     history: [{role: customer, text: "still broken on {{ product }}"}]
     facts: [{text: "{{product}} fix ships Friday", url: "https://tunely.example/status"}]
     tags: [en]
-    assert: [{type: no-fallback}, {type: max-chars, value: 280}]
+    assert: [{type: no-fallback}, {type: max-chars, value: 280}, {type: contains, value: "{{product}}"}]
   - id: b
     brand: northgate
     channel: email
@@ -272,7 +282,8 @@ cases:
         assert_eq!(a.request.mood, None, "expected mood is a label, not a request field");
         assert_eq!(a.mood.as_deref(), Some("angry"));
         let types: Vec<&str> = a.asserts.iter().map(|x| x.type_name()).collect();
-        assert_eq!(types, vec!["passes-rules", "no-fallback", "max-chars"]);
+        assert_eq!(types, vec!["passes-rules", "no-fallback", "max-chars", "contains"]);
+        assert!(matches!(&a.asserts[3], Assertion::Contains(v) if v == "Tunely Premium"), "vars reach assertion values");
         let b = &s.cases[1];
         assert_eq!((b.request.brand.as_str(), b.request.channel.as_str()), ("northgate", "email"));
         assert_eq!(b.language.as_deref(), Some("hi"));
