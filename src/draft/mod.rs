@@ -440,6 +440,7 @@ impl Drafter {
                 tone: &tone,
                 phrases: &self.book.moods.phrases,
                 profile,
+                channel: &req.channel,
                 language: &language,
                 length,
                 sentences,
