@@ -27,9 +27,13 @@ for _ in $(seq 1 300); do
 done
 curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "server not ready"; cat /tmp/brandvoice-overload.log; exit 1; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
-# Warm-up: one draft so the model's pages and caches are resident before the baseline.
-curl -sf "http://127.0.0.1:$PORT/v1/drafts" -H 'content-type: application/json' \
-  -d '{"brand":"tunely","channel":"twitter","message":"Hello, my app is broken.","n":1,"max_tokens":48,"seed":1}' >/dev/null
+# Warm-up: each of the load's five messages once, so the model's pages and the prefix
+# cache entries the load will use are resident before the baseline.
+for m in "My playlist disappeared after the update and I am really annoyed." "Where is my refund? It has been two weeks." \
+         "The app keeps crashing when I open my library." "Thanks so much, the new feature is great!" "I was charged twice this month, please fix it."; do
+  curl -sf "http://127.0.0.1:$PORT/v1/drafts" -H 'content-type: application/json' \
+    -d "{\"brand\":\"tunely\",\"channel\":\"twitter\",\"message\":\"$m\",\"n\":1,\"max_tokens\":48,\"seed\":1}" >/dev/null
+done
 RSS0=$(rss)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "queue=$Q connections=$CONNS duration=$DURATION model=$MODEL threads=$THREADS rss_start_kb=$RSS0 loadavg_start=$LOAD0"
