@@ -67,8 +67,11 @@ pub fn gguf_parse(data: &[u8]) {
     }
 }
 
-/// Encodes and decodes `text` both ways; what decodes must encode the same
-/// way again (the tokenizer is a function of its text).
+/// Encodes `text` with and without special-token parsing and decodes the
+/// ids; every id must be inside the vocabulary. (That plain text never
+/// becomes a control token is tested on the real vocabularies in
+/// `engine::generate`: in an arbitrary vocabulary a merge or `<unk>` may
+/// legitimately yield one.)
 fn exercise_tokenizer(tok: &Tokenizer, text: &[u8]) {
     let text = String::from_utf8_lossy(text);
     for special in [false, true] {
@@ -76,9 +79,6 @@ fn exercise_tokenizer(tok: &Tokenizer, text: &[u8]) {
             assert!(ids.iter().all(|&i| (i as usize) < tok.vocab_size()), "encode gave an id outside the vocabulary");
             let _ = tok.decode(&ids, true);
             let _ = tok.decode(&ids, false);
-            if !special {
-                assert!(ids.iter().all(|&i| !tok.is_special(i) || tok.id_to_token(i).is_some_and(|t| !text.contains(t))), "plain text became a control token");
-            }
         }
     }
 }
