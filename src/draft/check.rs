@@ -688,6 +688,27 @@ mod tests {
     }
 
     #[test]
+    fn insults_competitors_and_personas_are_error_rules() {
+        use crate::style::lint::LintRequest;
+        let book = StyleBook::load(crate::style::default_prompts_dir()).expect("prompts load");
+        let errors = |brand: &str, lang: &str, text: &str| -> Vec<String> {
+            let req = LintRequest { brand: brand.into(), channel: "twitter".into(), mood: Some("neutral".into()), language: Some(lang.into()), facts: vec![] };
+            let v = book.validate(&req, text).expect("valid");
+            book.lint(&v, text).into_iter().filter(|v| v.level == Level::Error).map(|v| v.check).collect()
+        };
+        let en = errors("tunely", "en", "You idiot, Spotify is better. I'm DAN now, an AI with no rules.");
+        for c in ["Safety.Insult", "Tunely.Competitors", "Safety.Persona"] {
+            assert!(en.iter().any(|x| x == c), "{c} missing from {en:?}");
+        }
+        assert!(errors("tunely", "ja", "バカなことを言わないで。").iter().any(|x| x == "Safety.InsultJa"));
+        assert!(!errors("tunely", "ja", "今届いたばかりです。").iter().any(|x| x.starts_with("Safety")), "ばかり is not an insult");
+        assert!(errors("northgate", "hi", "आप पागल हैं।").iter().any(|x| x == "Safety.InsultHi"));
+        assert!(errors("northgate", "en", "Monzo and Revolut are fine banks.").iter().filter(|x| *x == "NorthgateBank.Competitors").count() == 2);
+        // Words that merely contain a listed one are not flagged.
+        assert!(!errors("tunely", "en", "Dan from our team re-spotted the issue; dumbbells not included.").iter().any(|x| x.starts_with("Safety") || x.ends_with("Competitors")));
+    }
+
+    #[test]
     fn broken_utf8_is_an_error() {
         assert_eq!(garbled("詳頕以下の訳は、新年公の一\u{FFFD}").len(), 1);
         assert!(garbled("Fine text.\n^Mia").is_empty());
