@@ -10,6 +10,7 @@
 pub mod draft;
 pub mod engine;
 pub mod eval;
+pub mod fuzzing;
 pub mod models;
 pub mod redact;
 pub mod score;

@@ -106,7 +106,7 @@ rules:
             "acme.yaml:12:3: sign_offs.twiter: unknown channel `twiter`; expected one of: email, facebook_comment, instagram_comment, live_chat, messenger, phone, sms, twitter, whatsapp",
             "acme.yaml:15:5: sign_offs.email.ja: language `ja` is not in this guide's `languages` (en)",
             "acme.yaml:17:3: moods.furious: unknown mood `furious`; expected one of: angry, anxious, confused, frustrated, grateful, happy, neutral",
-            "acme.yaml:18:9: packs[0]: unknown rule pack `comon`; expected one of: common, hindi, japanese, public",
+            "acme.yaml:18:9: packs[0]: unknown rule pack `comon`; expected one of: common, hindi, japanese, public, safety",
             "acme.yaml:22:15: exemplars[0].language: language `hi` is not in this guide's `languages` (en)",
             "acme.yaml:26:5: rules[0]: expected exactly one rule kind key (one of: existence, substitution, occurrence, repetition, consistency, conditional, capitalization, metric, length, emoji, punctuation, pii, required, language), found existence and occurrence",
             "acme.yaml:32:10: rules[1].fix: fix `append` is not supported by existence rules (expected remove or replace)",

@@ -36,7 +36,7 @@ use crate::mood::{MoodDetector, MoodError};
 use crate::style::fix::AppliedFix;
 use crate::style::lint::{LintRequest, RuleViolation, StyleBook};
 use crate::style::rule::Level;
-use check::{check_candidate, fill_fallback, request_text};
+use check::{check_candidate, fill_fallback, request_text, Guard};
 use constrain::{DraftMask, MaskPolicy, VocabSets};
 use plan::{DraftingData, ExemplarIndex, Planner, EXEMPLARS_PER_PROMPT};
 use crate::style::StyleError;
@@ -285,6 +285,45 @@ impl Drafter {
         m
     }
 
+    /// The leak and personal-data checks for one request: the prompt and the
+    /// brand's guide text are protected, except what a reply may quote (the
+    /// request itself, the brand's exemplars, fallbacks, sign-offs, greetings,
+    /// required phrases and its `do` examples, the mood phrase lists).
+    pub fn guard(&self, req: &ValidDraftRequest, p: &plan::PromptPlan, source: &str) -> Guard {
+        let Some(brand) = self.book.brand(&req.brand) else { return Guard::none() };
+        let g = &brand.guide;
+        let mut protected: Vec<&str> = vec![&p.system, &p.user, &g.voice];
+        for t in &g.traits {
+            protected.push(&t.description);
+            protected.extend(t.dont.iter().map(String::as_str));
+        }
+        let approved = [
+            serde_json::to_string(&g.fallbacks).unwrap_or_default(),
+            serde_json::to_string(&g.greetings).unwrap_or_default(),
+            serde_json::to_string(&self.book.moods.phrases).unwrap_or_default(),
+        ];
+        let mut allowed: Vec<&str> = vec![source];
+        allowed.extend(approved.iter().map(String::as_str));
+        for e in &g.exemplars {
+            allowed.push(&e.customer);
+            allowed.push(&e.reply);
+        }
+        for t in &g.traits {
+            allowed.extend(t.r#do.iter().map(String::as_str));
+        }
+        let mut customer = req.message.clone();
+        for t in &req.history {
+            customer.push('\n');
+            customer.push_str(&t.text);
+        }
+        for f in &req.customer.facts {
+            customer.push('\n');
+            customer.push_str(f);
+        }
+        let public = self.book.channels.channels.get(&req.channel).is_some_and(|c| c.public);
+        Guard::new(&protected, &allowed, public, &customer)
+    }
+
     /// What the decoding mask forbids for this request, and its length budget.
     pub fn mask_policy(&self, req: &ValidDraftRequest, mood: &str, language: &str) -> MaskPolicy {
         let brand = self.book.brand(&req.brand);
@@ -371,6 +410,7 @@ impl Drafter {
             }
         }
         let ack = self.data.acknowledgements.get(&language).cloned();
+        let guard = self.guard(req, &prompt_plan, &source);
 
         // generate, check and repair; regenerate what fails
         let mut timings = DraftTimings { understand_ms, ..Default::default() };
@@ -411,7 +451,7 @@ impl Drafter {
             timings.rounds = round + 1;
             let check_start = Instant::now();
             for c in &out.candidates {
-                let checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &c.text);
+                let checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text);
                 if checked.has_error() || checked.text.trim().is_empty() {
                     timings.rejected += 1;
                     tracing::debug!(seed = c.seed, text = %crate::redact::redact(&checked.text), "candidate rejected: {:?}", checked.violations.iter().filter(|v| v.level == Level::Error).map(|v| &v.message).collect::<Vec<_>>());
@@ -424,7 +464,7 @@ impl Drafter {
 
         let check_start = Instant::now();
         if drafts.is_empty() {
-            drafts.push(self.fallback(req, &lint_req, &intent, &language, &source));
+            drafts.push(self.fallback(req, &lint_req, &intent, &language, &source, &guard));
         }
         // score and rank
         let texts: Vec<&str> = drafts.iter().map(|d| d.text.as_str()).collect();
@@ -471,7 +511,7 @@ impl Drafter {
 
     /// The brand's approved fallback for the intent, filled with the facts
     /// and repaired like a generated draft (sign-off, facts appended).
-    pub fn fallback(&self, req: &ValidDraftRequest, lint_req: &crate::style::lint::ValidLintRequest, intent: &str, language: &str, source: &str) -> Draft {
+    pub fn fallback(&self, req: &ValidDraftRequest, lint_req: &crate::style::lint::ValidLintRequest, intent: &str, language: &str, source: &str, guard: &Guard) -> Draft {
         let Some(brand) = self.book.brand(&req.brand) else {
             return Draft { text: String::new(), score: DraftScore::default(), violations: Vec::new(), fixes: Vec::new(), fallback: true, seed: None };
         };
@@ -484,7 +524,7 @@ impl Drafter {
         // The same repairs as a generated draft, including the acknowledgement opener.
         let tone = plan::effective_tone(&self.book, &req.brand, &lint_req.mood);
         let ack = self.data.acknowledgements.get(language).map(String::as_str);
-        let checked = check_candidate(&self.book, lint_req, &tone, ack, source, &filled);
+        let checked = check_candidate(&self.book, lint_req, &tone, ack, source, guard, &filled);
         Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None }
     }
 }

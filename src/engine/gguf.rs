@@ -81,6 +81,7 @@ impl GgufFile {
             .map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?
             .len();
         if file_len < 24 {
+            // Checked before mapping too: an empty file cannot be mapped.
             return Err(bad(path, format!("not a GGUF file: only {file_len} bytes (a GGUF header needs at least 24)")));
         }
         // SAFETY: the map is read-only and private; we never hand out references
@@ -89,7 +90,20 @@ impl GgufFile {
         // the same contract every mmap-based loader (llama.cpp included) has.
         let mmap = unsafe { Mmap::map(&file) }
             .map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
-        let magic = &mmap[0..4];
+        let (content, tensors) = Self::parse(path, &mmap)?;
+        Ok(Self { path: path.to_path_buf(), content, tensors, mmap: Arc::new(mmap) })
+    }
+
+    /// Parses and validates the header of a GGUF file held in `bytes`:
+    /// magic, version, metadata, every tensor's shape and byte range. `path`
+    /// only names the file in errors. (Split from [`GgufFile::open`] so the
+    /// fuzzers can feed it bytes without a file.)
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<(gguf_file::Content, HashMap<String, TensorLoc>)> {
+        let file_len = bytes.len() as u64;
+        if file_len < 24 {
+            return Err(bad(path, format!("not a GGUF file: only {file_len} bytes (a GGUF header needs at least 24)")));
+        }
+        let magic = &bytes[0..4];
         if magic != b"GGUF" {
             return Err(bad(
                 path,
@@ -100,14 +114,14 @@ impl GgufFile {
                 ),
             ));
         }
-        let version = u32::from_le_bytes([mmap[4], mmap[5], mmap[6], mmap[7]]);
+        let version = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         if !(2..=3).contains(&version) {
             return Err(bad(path, format!("unsupported GGUF version {version} (supported: 2, 3)")));
         }
 
         // candle's reader bounds every length by the bytes left; a panic inside it
         // would still be a bug we must not turn into a crash, so it is contained.
-        let mut cursor = std::io::Cursor::new(&mmap[..]);
+        let mut cursor = std::io::Cursor::new(&bytes[..]);
         let content = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             gguf_file::Content::read(&mut cursor)
         }))
@@ -166,7 +180,7 @@ impl GgufFile {
                 TensorLoc { dtype, dims, start: start as usize, n_bytes: n_bytes as usize },
             );
         }
-        Ok(Self { path: path.to_path_buf(), content, tensors, mmap: Arc::new(mmap) })
+        Ok((content, tensors))
     }
 
     pub fn path(&self) -> &Path {

@@ -63,6 +63,10 @@ pub struct StyleGuide {
     /// Approved replies per intent and language, with `{{placeholders}}` for facts.
     #[serde(default)]
     pub fallbacks: BTreeMap<String, BTreeMap<String, String>>,
+    /// Competitors' names (any language's spelling): a reply that names one is
+    /// an error (`Name.Competitors`), whether it praises or criticises them.
+    #[serde(default)]
+    pub competitors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -453,6 +453,13 @@ pub fn compile_brand(g: &StyleGuide, shared: &Shared) -> Result<Vec<Rule>, Vec<S
         s.existence = Some(ExistenceSpec { tokens: banned, ignorecase: true, ..Default::default() });
         push(&brand, s);
     }
+    // Competitors: never named in a reply, praise or not (a customer asking
+    // "is X better?" must not get the brand's agent talking about X).
+    if !g.competitors.is_empty() {
+        let mut s = spec("Competitors", Level::Error, &format!("'%s' is a competitor; {} replies never name competitors.", g.name), When::default(), None);
+        s.existence = Some(ExistenceSpec { tokens: g.competitors.clone(), ignorecase: true, ..Default::default() });
+        push(&brand, s);
+    }
     let swap: BTreeMap<String, String> = g.vocabulary.preferred.iter().flat_map(|p| p.instead_of.iter().map(move |i| (i.clone(), p.r#use.clone()))).collect();
     if !swap.is_empty() {
         let mut s = spec("Preferred", Level::Warning, "Use '%s' instead of '%s'.", When::default(), Some(FixKind::Replace));

@@ -65,7 +65,8 @@ fn re(kind: PiiKind) -> &'static Regex {
         let r = |s: &str| Regex::new(s).expect("static PII regex");
         [
             r(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"),
-            r(r"(?:\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?-u:\b)"),
+            // Area/trunk group of 2 to 5 digits: "07700 900123" (UK mobile), "(555) 123-4567".
+            r(r"(?:\+\d{1,3}[\s.-]?)?\(?\d{2,5}\)?[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?-u:\b)"),
             r(r"(?-u:\b)(?:\d[ -]?){12,18}\d(?-u:\b)"),
             r(r"(?i)(?:(?-u:\b)order\s*(?:#|no\.?|number|id)?\s*:?\s*#?|注文番号\s*[:：]?\s*|ऑर्डर\s*(?:नंबर|संख्या)?\s*[:：]?\s*#?|#)[A-Z]{0,4}-?\d{5,}(?-u:\b)"),
             r(r"(?i)(?:(?-u:\b)(?:account|acct|a/c)\s*(?:#|no\.?|number|ending in)?\s*:?\s*|口座番号\s*[:：]?\s*|खाता\s*(?:संख्या|नंबर)\s*[:：]?\s*)[\d-]{4,}\d"),
@@ -89,33 +90,61 @@ fn luhn(digits: &[u32]) -> bool {
     sum % 10 == 0
 }
 
-impl Check for Pii {
-    fn check(&self, seg: Segment<'_>, _cx: &LintContext<'_>, out: &mut Vec<Hit>) {
-        let mut taken: Vec<std::ops::Range<usize>> = Vec::new();
-        // Cards before phones, so a card number is not also reported as a phone.
-        let mut order = self.kinds.clone();
-        order.sort_by_key(|k| match k {
-            PiiKind::Card => 0,
-            PiiKind::Email => 1,
-            PiiKind::OrderId | PiiKind::AccountId => 2,
-            PiiKind::Phone => 3,
-        });
-        for kind in order {
-            for m in re(kind).find_iter(seg.text) {
-                let s = m.as_str();
-                let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-                let ok = match kind {
-                    PiiKind::Card => (13..=19).contains(&digits.len()) && luhn(&digits),
-                    PiiKind::Phone => digits.len() >= 9 && digits.len() <= 15,
-                    _ => true,
-                };
-                let range = seg.start + m.start()..seg.start + m.end();
-                if ok && !taken.iter().any(|t| t.start < range.end && range.start < t.end) {
-                    taken.push(range.clone());
-                    out.push(Hit { range, args: vec![kind.label().to_string()], fix: None });
-                }
+/// Every piece of private data of the given kinds in `text`, in text order:
+/// cards before phones (a card number is not also a phone), no overlaps.
+/// Shared by the `pii` rule, the drafting pipeline's echo check and log
+/// redaction, so all three agree on what private data is.
+pub fn find(text: &str, kinds: &[PiiKind]) -> Vec<(PiiKind, std::ops::Range<usize>)> {
+    let mut taken: Vec<(PiiKind, std::ops::Range<usize>)> = Vec::new();
+    let mut order = kinds.to_vec();
+    order.sort_by_key(|k| match k {
+        PiiKind::Card => 0,
+        PiiKind::Email => 1,
+        PiiKind::OrderId | PiiKind::AccountId => 2,
+        PiiKind::Phone => 3,
+    });
+    order.dedup();
+    for kind in order {
+        for m in re(kind).find_iter(text) {
+            let s = m.as_str();
+            let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+            let ok = match kind {
+                PiiKind::Card => (13..=19).contains(&digits.len()) && luhn(&digits),
+                PiiKind::Phone => digits.len() >= 9 && digits.len() <= 15,
+                _ => true,
+            };
+            let range = m.range();
+            if ok && !taken.iter().any(|(_, t)| t.start < range.end && range.start < t.end) {
+                taken.push((kind, range));
             }
         }
-        out.sort_by_key(|h| h.range.start);
+    }
+    taken.sort_by_key(|(_, r)| r.start);
+    taken
+}
+
+impl PiiKind {
+    /// Short machine name (`email`, `phone`, `card`, `order_id`, `account_id`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PiiKind::Email => "email",
+            PiiKind::Phone => "phone",
+            PiiKind::Card => "card",
+            PiiKind::OrderId => "order_id",
+            PiiKind::AccountId => "account_id",
+        }
+    }
+
+    /// What it is, for messages ("an email address").
+    pub fn describe(self) -> &'static str {
+        self.label()
+    }
+}
+
+impl Check for Pii {
+    fn check(&self, seg: Segment<'_>, _cx: &LintContext<'_>, out: &mut Vec<Hit>) {
+        for (kind, r) in find(seg.text, &self.kinds) {
+            out.push(Hit { range: seg.start + r.start..seg.start + r.end, args: vec![kind.label().to_string()], fix: None });
+        }
     }
 }
