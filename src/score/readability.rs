@@ -163,10 +163,10 @@ pub fn readability(cfg: &ScoringConfig, channel: &str, language: &str, text_: &s
             let (lo, hi) = (t.flesch_min.unwrap_or(55.0), t.flesch_max.unwrap_or(100.0));
             if f < lo {
                 score -= 2.0 * (lo - f);
-                reason = format!("Flesch {f:.0}, harder than the {channel} target {lo:.0}–{hi:.0}; {reason}");
+                reason = format!("Flesch {f:.1}, harder than the {channel} target {lo:.0}–{hi:.0}; {reason}");
             } else if f > hi {
                 score -= 1.0 * (f - hi);
-                reason = format!("Flesch {f:.0}, choppier than the {channel} target {lo:.0}–{hi:.0}; {reason}");
+                reason = format!("Flesch {f:.1}, choppier than the {channel} target {lo:.0}–{hi:.0}; {reason}");
             } else {
                 reason = format!("Flesch {f:.0}, within the {channel} target {lo:.0}–{hi:.0}; {reason}");
             }
