@@ -8,7 +8,7 @@
 //! with its tone score; the reviewer console scores a draft from the keyboard
 //! and the test finds the score in the SQLite file and in the CSV and JSONL
 //! exports; a blind A/B judgement; the dashboard's charts; and, against a
-//! server that demands an API key, the key dialog and a plain-words error.
+//! server with real `[auth]` keys, the key dialog and a plain-words error.
 //! Screenshots go to `target/screenshots/` (git-ignored) for a person to look at.
 
 #[path = "server_support/mod.rs"]
@@ -231,7 +231,7 @@ fn api_key_dialog(b: &Browser, runs: &std::path::Path) {
     b.click("#key-dialog button[value=cancel]");
     b.wait_for("#errors .error", 10);
     let err = b.text("#errors");
-    assert!(err.contains("Could not load brands and channels") && err.contains("missing or unknown API key"), "{err}");
+    assert!(err.contains("Could not load brands and channels") && err.contains("missing API key"), "{err}");
     // Enter the key: it is kept for the session and sent as a Bearer token.
     b.goto(&format!("http://{addr}/review"));
     b.wait_for("#key-dialog[open]", 20);

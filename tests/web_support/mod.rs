@@ -53,22 +53,17 @@ pub fn write_runs(dir: &Path) {
 /// A key the auth-demanding server accepts.
 pub const KEY: &str = "console-test-key-0123456789";
 
-/// A server without models whose `/v1/` routes answer 401 unless
-/// `Authorization: Bearer KEY` is sent — a stand-in for the real `[auth]`
-/// enforcement, to test the console's side of it. Pages and assets stay open.
+/// A server without models with the real `[auth]` enforcement: one
+/// reviewer key, [`KEY`]; `/v1/` routes answer 401 without it. Pages and
+/// assets stay open.
 pub fn spawn_auth_server(runs_dir: &Path) -> SocketAddr {
     let mut cfg = ServeConfig::default();
     cfg.eval.runs_dir = Some(runs_dir.to_path_buf());
+    cfg.auth.keys = vec![brandvoice::server::config::KeyEntry { name: "console-test".into(), role: brandvoice::server::auth::Role::Reviewer, sha256: brandvoice::server::auth::hash_key(KEY) }];
     let book = Arc::new(brandvoice::style::StyleBook::load(brandvoice::style::default_prompts_dir()).expect("prompts load"));
     let state = Arc::new(AppState::without_models(book, &cfg));
-    let app = router(state).layer(axum::middleware::from_fn(|req: axum::extract::Request, next: axum::middleware::Next| async move {
-        let ok = req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {KEY}"));
-        if req.uri().path().starts_with("/v1/") && !ok {
-            let body = json!({"error": {"type": "unauthorized", "message": "missing or unknown API key"}}).to_string();
-            return axum::response::Response::builder().status(401).header("content-type", "application/json").header("www-authenticate", "Bearer").body(axum::body::Body::from(body)).unwrap();
-        }
-        next.run(req).await
-    }));
+    assert!(!state.keys.is_open(), "the test server must demand a key");
+    let app = router(state);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

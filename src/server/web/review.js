@@ -355,6 +355,22 @@
       });
     }
     $("score-form").addEventListener("submit", (e) => { e.preventDefault(); saveScore(); });
+    // A plain link sends no API key. With a key set, fetch the report with it
+    // and save it as a file (a blob: page would inherit this page's CSP, which
+    // blocks the report's inline styles); the report is self-contained.
+    $("report-link").addEventListener("click", async (ev) => {
+      if (!sessionStorage.getItem("brandvoice.apiKey")) return;
+      ev.preventDefault();
+      try {
+        const html = await api(ev.currentTarget.getAttribute("href"));
+        const a = el("a", { href: URL.createObjectURL(new Blob([html], { type: "text/html" })), download: "report-" + $("run").value + ".html" });
+        document.body.append(a);
+        a.click();
+        a.remove();
+      } catch (e) {
+        showError("Could not fetch the run's report: " + describe(e));
+      }
+    });
     $("prev").addEventListener("click", () => move(-1));
     $("next").addEventListener("click", () => move(1));
     $("ab-prev").addEventListener("click", () => move(-1));
