@@ -12,6 +12,7 @@ pub mod engine;
 pub mod eval;
 pub mod fuzzing;
 pub mod models;
+pub mod redact;
 pub mod score;
 pub mod mood;
 pub mod store;

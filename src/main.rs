@@ -49,8 +49,20 @@ enum Command {
     /// Score how polite a text reads, 0–100 with a reason (`politeness TEXT|-`),
     /// or retrain the scorer (`politeness train`).
     Politeness(cli::politeness::PolitenessArgs),
+    /// Evaluation suites: `eval run SUITE… [--fail-under METRIC=VALUE…]` (a CI gate),
+    /// `eval compare RUN_A RUN_B` (per case and per metric, paired bootstrap CI).
+    #[command(subcommand)]
+    Eval(cli::eval::EvalCommand),
+    /// Tone-consistency score of a reply, 0–100 per goal with reasons, overall and band.
+    Score(cli::score::ScoreArgs),
     /// Run the HTTP service (drafts, rewrite, triage, lint, OpenAI-compatible chat completions).
     Serve(cli::serve::ServeArgs),
+    /// API keys: `keys new --name N --role agent|reviewer|admin` prints a key once and its config line.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+    /// The drafts audit log: `audit purge --older-than-days N`, `audit count`.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +91,10 @@ fn main() -> ExitCode {
         Command::Politeness(a) => cli::politeness::politeness(a),
         Command::Serve(a) => cli::serve::serve(a),
         Command::Draft(a) => cli::draft::draft(a),
+        Command::Keys(c) => cli::keys::run(c),
+        Command::Audit(c) => cli::audit::run(c),
+        Command::Eval(c) => cli::eval::run(c),
+        Command::Score(a) => cli::score::score(a),
     };
     match result {
         Ok(code) => code,

@@ -89,7 +89,7 @@ fn parse_fact(s: &str) -> Fact {
     }
 }
 
-fn load_drafter(model: &str, threads: Option<usize>) -> anyhow::Result<Drafter> {
+pub(crate) fn load_drafter(model: &str, threads: Option<usize>) -> anyhow::Result<Drafter> {
     super::generate::apply_threads(threads)?;
     let book = Arc::new(StyleBook::load(brandvoice::style::default_prompts_dir())?);
     let mood = Arc::new(MoodDetector::load().context("loading the mood detector")?);

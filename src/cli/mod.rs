@@ -7,12 +7,16 @@ pub enum Format {
     Json,
 }
 
+pub mod audit;
 pub mod draft;
 pub mod engine;
+pub mod eval;
 pub mod generate;
+pub mod keys;
 pub mod models;
 pub mod mood;
 pub mod politeness;
 pub mod reviews;
+pub mod score;
 pub mod serve;
 pub mod style;

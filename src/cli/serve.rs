@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Requests that may wait for the model; a full queue answers 503.
     #[arg(long)]
     pub queue: Option<usize>,
+    /// Start without the language model and mood detector: lint, brands, channels,
+    /// reviews and admin routes work; drafting and triage answer 503.
+    #[arg(long)]
+    pub no_model: bool,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -33,7 +37,12 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = ServeConfig::load(a.config.as_deref(), &flags)?;
     let threads = super::generate::apply_threads(cfg.model.threads)?;
     tracing::info!(model = %cfg.model.name, threads, queue = cfg.server.queue_size, "starting");
-    let (state, worker) = server::load_state(&cfg)?;
+    let (state, worker) = if a.no_model {
+        (std::sync::Arc::new(server::load_base_state(&cfg)?), None)
+    } else {
+        let (s, w) = server::load_state(&cfg)?;
+        (s, Some(w))
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let addr = cfg.bind_addr()?;
@@ -41,8 +50,9 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let bound = listener.local_addr()?;
         tracing::info!(%bound, "listening");
         // Always say where we listen, even with logging off (port 0 picks one).
-        eprintln!("brandvoice listening on http://{bound} (model {}, {threads} threads); docs at http://{bound}/docs", cfg.model.name);
-        server::serve(listener, state, Some(worker), shutdown_signal()).await?;
+        let model = if a.no_model { "none".to_string() } else { cfg.model.name.clone() };
+        eprintln!("brandvoice listening on http://{bound} (model {model}, {threads} threads); docs at http://{bound}/docs");
+        server::serve(listener, state, worker, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     eprintln!("brandvoice stopped");

@@ -186,6 +186,20 @@ pub struct Drafter {
     politeness: Option<crate::score::politeness::Politeness>,
 }
 
+/// Every brand's exemplars, embedded; without similarity if embedding fails.
+fn exemplar_index(book: &StyleBook, mood: &MoodDetector) -> ExemplarIndex {
+    ExemplarIndex::build(book, mood.embedder()).unwrap_or_else(|e| {
+        tracing::warn!("embedding the exemplars failed ({e}); choosing them without similarity");
+        let mut idx = ExemplarIndex::default();
+        for (id, b) in &book.brands {
+            for e in &b.guide.exemplars {
+                idx.items.push(plan::IndexedExemplar { brand: id.clone(), exemplar: e.clone(), customer_emb: Vec::new(), reply_emb: Vec::new() });
+            }
+        }
+        idx
+    })
+}
+
 impl Drafter {
     /// `cache_bytes` bounds the prefix KV cache. Scans the vocabulary for the
     /// decoding masks and embeds every exemplar once. Uses the built-in
@@ -195,16 +209,7 @@ impl Drafter {
         let Model { tokenizer, template, lm, .. } = model;
         let vocab = Arc::new(VocabSets::build(&tokenizer));
         let gen = Generator::new(lm, Arc::new(tokenizer), PrefixCache::new(cache_bytes));
-        let exemplars = ExemplarIndex::build(&book, mood.embedder()).unwrap_or_else(|e| {
-            tracing::warn!("embedding the exemplars failed ({e}); choosing them without similarity");
-            let mut idx = ExemplarIndex::default();
-            for (id, b) in &book.brands {
-                for e in &b.guide.exemplars {
-                    idx.items.push(plan::IndexedExemplar { brand: id.clone(), exemplar: e.clone(), customer_emb: Vec::new(), reply_emb: Vec::new() });
-                }
-            }
-            idx
-        });
+        let exemplars = exemplar_index(&book, &mood);
         Drafter {
             gen,
             template,
@@ -231,6 +236,13 @@ impl Drafter {
 
     pub fn book(&self) -> &Arc<StyleBook> {
         &self.book
+    }
+
+    /// Switches to a reloaded style book (`POST /v1/admin/reload`): the next
+    /// draft uses its guides, rules and exemplars (embedded again here).
+    pub fn set_book(&mut self, book: Arc<StyleBook>) {
+        self.exemplars = exemplar_index(&book, &self.mood);
+        self.book = book;
     }
 
     pub fn mood_detector(&self) -> &Arc<MoodDetector> {
@@ -442,7 +454,7 @@ impl Drafter {
                 let checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text);
                 if checked.has_error() || checked.text.trim().is_empty() {
                     timings.rejected += 1;
-                    tracing::debug!(seed = c.seed, text = %checked.text, "candidate rejected: {:?}", checked.violations.iter().filter(|v| v.level == Level::Error).map(|v| &v.message).collect::<Vec<_>>());
+                    tracing::debug!(seed = c.seed, text = %crate::redact::redact(&checked.text), "candidate rejected: {:?}", checked.violations.iter().filter(|v| v.level == Level::Error).map(|v| &v.message).collect::<Vec<_>>());
                     continue;
                 }
                 drafts.push(Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: false, seed: Some(c.seed) });
@@ -468,6 +480,7 @@ impl Drafter {
                 tone: &tone,
                 phrases: &self.book.moods.phrases,
                 profile,
+                channel: &req.channel,
                 language: &language,
                 length,
                 sentences,

@@ -333,7 +333,8 @@ fn validate_common(book: &StyleBook, limits: &Limits, c: Common) -> Result<Check
     if n == 0 || n > limits.max_n {
         return Err(invalid("n", format!("must be between 1 and {}, got {n}", limits.max_n)));
     }
-    let max_tokens = c.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    // The default never exceeds a server's tighter `limits.max_tokens`.
+    let max_tokens = c.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS.min(limits.max_tokens));
     if max_tokens == 0 || max_tokens > limits.max_tokens {
         return Err(invalid("max_tokens", format!("must be between 1 and {}, got {max_tokens}", limits.max_tokens)));
     }

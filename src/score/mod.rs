@@ -12,11 +12,21 @@
 //! - `politeness`: the submodule's ridge regression over politeness
 //!   strategies, calibrated on human ratings (English replies only).
 //!
-//! `overall` is a fixed weighted mean of the parts present. Plain arithmetic
-//! over data the style book already has, so it is cheap and explainable; a
-//! learned scorer can replace it behind the same [`DraftScore`].
+//! - `readability`: against the channel's target (`readability`, targets in
+//!   `prompts/scoring.yaml`).
+//!
+//! `overall` is a weighted mean of the parts present (weights and the
+//! green/yellow/red bands in `prompts/scoring.yaml`). Plain arithmetic over
+//! data the style book already has, so it is cheap and explainable — every
+//! part carries a one-line reason ([`ToneScore`]); a learned scorer can
+//! replace it behind the same [`DraftScore`]. [`scorer::ToneScorer`] scores
+//! any text without the language model (`brandvoice score`, the eval runner).
 
 pub mod politeness;
+pub mod readability;
+pub mod scorer;
+
+pub use readability::ScoringConfig;
 
 use crate::draft::DraftScore;
 use crate::style::channel::ChannelProfile;
@@ -25,9 +35,6 @@ use crate::style::mood::{MoodPhrases, MoodTone};
 use crate::style::rule::Level;
 use std::collections::BTreeMap;
 
-/// Weights of the parts in `overall`.
-pub const WEIGHTS: [(&str, f32); 5] = [("rules", 0.35), ("mood_fit", 0.25), ("channel_fit", 0.2), ("voice", 0.2), ("politeness", 0.1)];
-
 /// What the scorer looks at for one draft.
 pub struct ScoreInput<'a> {
     pub text: &'a str,
@@ -35,6 +42,8 @@ pub struct ScoreInput<'a> {
     pub tone: &'a MoodTone,
     pub phrases: &'a MoodPhrases,
     pub profile: &'a ChannelProfile,
+    /// The channel's id (readability targets are per channel).
+    pub channel: &'a str,
     pub language: &'a str,
     /// Length of the draft in the channel's unit, and the channel's limit.
     pub length: Option<(u32, u32)>,
@@ -63,39 +72,44 @@ fn count_any(text: &str, list: Option<&Vec<String>>) -> usize {
 }
 
 pub fn mood_part(text: &str, tone: &MoodTone, phrases: &MoodPhrases, language: &str) -> f32 {
+    mood_part_explained(text, tone, phrases, language).0
+}
+
+/// The mood part and the names of the tone checks the text failed.
+pub fn mood_part_explained(text: &str, tone: &MoodTone, phrases: &MoodPhrases, language: &str) -> (f32, Vec<&'static str>) {
     let mut checks = 0.0;
     let mut passed = 0.0;
-    let mut check = |ok: bool| {
+    let mut failed = Vec::new();
+    let mut check = |ok: bool, name: &'static str| {
         checks += 1.0;
         if ok {
             passed += 1.0;
+        } else {
+            failed.push(name);
         }
     };
     let excl = text.chars().filter(|c| *c == '!' || *c == '！').count() as u32;
     if let Some(m) = tone.exclamation_max {
-        check(excl <= m);
+        check(excl <= m, "too many exclamation marks");
     }
     let emoji = text.chars().filter(|c| crate::draft::constrain::is_emoji(*c) && *c != '\u{FE0F}' && *c != '\u{200D}').count() as u32;
     if let Some(m) = tone.emoji_max {
-        check(emoji <= m);
+        check(emoji <= m, "too many emoji");
     }
     if tone.humour == Some(false) {
-        check(count_any(text, phrases.humour.get(language)) == 0);
+        check(count_any(text, phrases.humour.get(language)) == 0, "humour where the mood wants none");
     }
     if let Some(m) = tone.apologies_max {
-        check(count_any(text, phrases.apology.get(language)) as u32 <= m);
+        check(count_any(text, phrases.apology.get(language)) as u32 <= m, "too many apologies");
     }
     if tone.acknowledge_first == Some(true) {
-        check(count_any(text, phrases.acknowledgement.get(language)) + count_any(text, phrases.apology.get(language)) > 0);
+        check(count_any(text, phrases.acknowledgement.get(language)) + count_any(text, phrases.apology.get(language)) > 0, "no acknowledgement of the customer's feelings");
     }
     if tone.next_step == Some(true) {
-        check(count_any(text, phrases.next_step.get(language)) > 0);
+        check(count_any(text, phrases.next_step.get(language)) > 0, "no next step");
     }
-    if checks == 0.0 {
-        100.0
-    } else {
-        100.0 * passed / checks
-    }
+    let score = if checks == 0.0 { 100.0 } else { 100.0 * passed / checks };
+    (score, failed)
 }
 
 pub fn channel_part(profile: &ChannelProfile, length: Option<(u32, u32)>, sentences: usize, text: &str) -> f32 {
@@ -127,26 +141,82 @@ pub fn voice_part(own: f32, other: f32) -> f32 {
     (50.0 + (own - other) * 250.0).clamp(0.0, 100.0)
 }
 
+/// The full tone score: 0–100 per part, overall, band and a one-line reason per part.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ToneScore {
+    pub overall: f32,
+    /// green | yellow | red (thresholds in `prompts/scoring.yaml`).
+    pub band: String,
+    pub parts: BTreeMap<String, f32>,
+    pub reasons: BTreeMap<String, String>,
+}
+
+impl ToneScore {
+    pub fn draft_score(&self) -> DraftScore {
+        DraftScore { overall: self.overall, parts: self.parts.clone() }
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Scores with the built-in `prompts/scoring.yaml`.
 pub fn score(inp: &ScoreInput) -> DraftScore {
+    tone_score(ScoringConfig::builtin(), inp).draft_score()
+}
+
+/// Scores one text with the given weights, bands and readability targets.
+pub fn tone_score(cfg: &ScoringConfig, inp: &ScoreInput) -> ToneScore {
     let mut parts = BTreeMap::new();
-    parts.insert("rules".to_string(), rules_part(inp.violations));
-    parts.insert("mood_fit".to_string(), mood_part(inp.text, inp.tone, inp.phrases, inp.language));
+    let mut reasons = BTreeMap::new();
+    let rules = rules_part(inp.violations);
+    parts.insert("rules".to_string(), rules);
+    let count = |l: Level| inp.violations.iter().filter(|v| v.level == l).count();
+    let (errors, warnings) = (count(Level::Error), count(Level::Warning));
+    let others = inp.violations.len() - errors - warnings;
+    reasons.insert(
+        "rules".to_string(),
+        if inp.violations.is_empty() {
+            "no style-guide violations".to_string()
+        } else {
+            let first: Vec<&str> = inp.violations.iter().take(2).map(|v| v.check.as_str()).collect();
+            format!("{}, {}, {} ({})", plural(errors, "error", "errors"), plural(warnings, "warning", "warnings"), plural(others, "suggestion", "suggestions"), first.join(", "))
+        },
+    );
+    let (mood, failed) = mood_part_explained(inp.text, inp.tone, inp.phrases, inp.language);
+    parts.insert("mood_fit".to_string(), mood);
+    reasons.insert("mood_fit".to_string(), if failed.is_empty() { "meets the mood's tone rules".to_string() } else { failed.join("; ") });
     parts.insert("channel_fit".to_string(), channel_part(inp.profile, inp.length, inp.sentences, inp.text));
+    let mut ch = Vec::new();
+    if let Some((len, max)) = inp.length {
+        ch.push(format!("length {len} of {max} ({:.0}% of the budget{})", 100.0 * len as f32 / max.max(1) as f32, if len > max { ", over" } else { "" }));
+    }
+    ch.push(format!("{}{}", plural(inp.sentences, "sentence", "sentences"), inp.profile.max_sentences.map(|m| format!(" (≤ {m})")).unwrap_or_default()));
+    reasons.insert("channel_fit".to_string(), ch.join(", "));
+    let r = readability::readability(cfg, inp.channel, inp.language, inp.text);
+    parts.insert("readability".to_string(), r.score);
+    reasons.insert("readability".to_string(), r.reason);
     if let Some((own, other)) = inp.voice {
         parts.insert("voice".to_string(), voice_part(own, other));
+        reasons.insert(
+            "voice".to_string(),
+            format!("similarity {own:.2} to this brand's exemplars vs {other:.2} to the closest other brand's ({})", if own > other { "closer to its own" } else { "closer to another brand" }),
+        );
     }
     if let Some(p) = inp.politeness {
         parts.insert("politeness".to_string(), p.clamp(0.0, 100.0));
+        reasons.insert("politeness".to_string(), format!("{p:.0}/100 on the scorer calibrated on human politeness ratings"));
     }
     let (mut sum, mut wsum) = (0.0, 0.0);
-    for (name, w) in WEIGHTS {
-        if let Some(v) = parts.get(name) {
-            sum += v * w;
-            wsum += w;
-        }
+    for (name, v) in &parts {
+        let w = cfg.weights.get(name).copied().unwrap_or(0.0);
+        sum += v * w;
+        wsum += w;
     }
     let overall = if wsum > 0.0 { sum / wsum } else { 0.0 };
-    DraftScore { overall: (overall * 10.0).round() / 10.0, parts }
+    let overall = (overall * 10.0).round() / 10.0;
+    ToneScore { overall, band: cfg.band(overall).to_string(), parts, reasons }
 }
 
 /// Sorts best first: non-fallback before fallback, then by `overall`, then by
@@ -175,8 +245,8 @@ mod tests {
         let profile = &b.channels.channels["twitter"];
         let good = "I understand, that's frustrating. I'll restore your playlists today.";
         let bad = "Haha!! Sounds like a broken record 😂";
-        let sg = score(&ScoreInput { text: good, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((70, 280)), sentences: 2, voice: Some((0.6, 0.5)), politeness: None });
-        let sb = score(&ScoreInput { text: bad, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((40, 280)), sentences: 2, voice: Some((0.4, 0.5)), politeness: None });
+        let sg = score(&ScoreInput { text: good, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, channel: "twitter", language: "en", length: Some((70, 280)), sentences: 2, voice: Some((0.6, 0.5)), politeness: None });
+        let sb = score(&ScoreInput { text: bad, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, channel: "twitter", language: "en", length: Some((40, 280)), sentences: 2, voice: Some((0.4, 0.5)), politeness: None });
         assert!(sg.overall > sb.overall, "{sg:?} vs {sb:?}");
         assert_eq!(sg.parts["mood_fit"], 100.0);
         assert!(sb.parts["mood_fit"] < 50.0);
@@ -190,11 +260,11 @@ mod tests {
         let tone = crate::draft::plan::effective_tone(&b, "northgate", "neutral");
         let profile = &b.channels.channels["email"];
         let text = "Thank you for letting us know. Could you please send us your order number?";
-        let base = ScoreInput { text, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((80, 2000)), sentences: 2, voice: None, politeness: None };
+        let base = ScoreInput { text, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, channel: "email", language: "en", length: Some((80, 2000)), sentences: 2, voice: None, politeness: None };
         let without = score(&base);
         assert!(!without.parts.contains_key("politeness"));
         let high = score(&ScoreInput { politeness: Some(100.0), ..base });
-        let low = score(&ScoreInput { politeness: Some(0.0), text, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, language: "en", length: Some((80, 2000)), sentences: 2, voice: None });
+        let low = score(&ScoreInput { politeness: Some(0.0), text, violations: &[], tone: &tone, phrases: &b.moods.phrases, profile, channel: "email", language: "en", length: Some((80, 2000)), sentences: 2, voice: None });
         assert_eq!(high.parts["politeness"], 100.0);
         assert!(high.overall > low.overall, "{} vs {}", high.overall, low.overall);
     }

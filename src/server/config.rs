@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub auth: AuthSection,
     pub store: StoreSection,
+    pub eval: EvalSection,
+    pub audit: AuditSection,
 }
 
 /// `[server]`: where to listen and the HTTP-level limits.
@@ -101,22 +103,62 @@ pub struct StoreSection {
     pub path: Option<PathBuf>,
 }
 
-/// `[auth]`: parsed and checked, not yet enforced (a later issue).
+/// `[eval]`: where the web console finds eval runs (`GET /v1/runs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// The folder of run directories `brandvoice eval run` writes. Default:
+    /// `BRANDVOICE_RUNS_DIR`, else `eval/runs` (relative to the working directory).
+    pub runs_dir: Option<PathBuf>,
+}
+
+/// `[auth]`: the API keys, stored as sha256 hashes (see `crate::server::auth`).
+/// No keys: every request is allowed, which `check` permits only on a
+/// loopback bind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
-    pub api_keys: Vec<ApiKey>,
+    /// `keys = [{name = "desk", role = "agent", sha256 = "…"}]`.
+    pub keys: Vec<KeyEntry>,
+    /// A TOML file with more `keys = [...]` (kept out of the main config);
+    /// read by [`ServeConfig::load`], whose keys are appended to `keys`.
+    pub keys_file: Option<PathBuf>,
 }
 
+/// One API key: who holds it, what it may do, and the sha256 (hex) of the key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ApiKey {
+pub struct KeyEntry {
     /// Who the key belongs to (shown in logs, never the key).
     pub name: String,
-    pub key: String,
-    /// Brands this key may use; empty = all.
+    pub role: super::auth::Role,
+    /// Lowercase hex sha256 of the key (`brandvoice keys new` prints it).
+    pub sha256: String,
+}
+
+/// The shape of `auth.keys_file`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
     #[serde(default)]
-    pub brands: Vec<String>,
+    keys: Vec<KeyEntry>,
+}
+
+/// `[audit]`: the drafts audit log (request, redacted; drafts; scores) in the
+/// store's SQLite file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Record every draft request and its drafts (false: nothing is written).
+    pub enabled: bool,
+    /// Rows older than this many days are purged at start and daily (0: keep forever).
+    pub retention_days: u32,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { enabled: true, retention_days: 30 }
+    }
 }
 
 /// Command-line overrides (`brandvoice serve --bind … --model …`).
@@ -150,8 +192,18 @@ impl ServeConfig {
         };
         cfg.apply_env(|k| std::env::var(k).ok())?;
         cfg.apply_flags(flags);
+        cfg.read_keys_file()?;
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// Appends the keys of `auth.keys_file` (when set) to `auth.keys`.
+    pub fn read_keys_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.auth.keys_file.clone() else { return Ok(()) };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let file: KeysFile = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string().trim_end().to_string() })?;
+        self.auth.keys.extend(file.keys);
+        Ok(())
     }
 
     /// Applies `BRANDVOICE_*` variables read through `get` (a function, so
@@ -189,6 +241,9 @@ impl ServeConfig {
         }
         if let Some(v) = get("BRANDVOICE_DB") {
             self.store.path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("BRANDVOICE_RUNS_DIR") {
+            self.eval.runs_dir = Some(PathBuf::from(v));
         }
         Ok(())
     }
@@ -239,15 +294,32 @@ impl ServeConfig {
                 return bad("store.path", "must not be empty (leave it out for the default)".into());
             }
         }
+        if let Some(p) = &self.eval.runs_dir {
+            if p.as_os_str().is_empty() {
+                return bad("eval.runs_dir", "must not be empty (leave it out for the default)".into());
+            }
+        }
         let l = &self.limits;
         for (key, v) in [("limits.max_message_chars", l.max_message_chars), ("limits.max_n", l.max_n), ("limits.max_tokens", l.max_tokens)] {
             if v == 0 {
                 return bad(key, "must be at least 1, got 0".into());
             }
         }
-        for (i, k) in self.auth.api_keys.iter().enumerate() {
-            if k.key.len() < 16 {
-                return bad(&format!("auth.api_keys[{i}].key"), format!("must be at least 16 characters, got {} (key `{}`)", k.key.len(), k.name));
+        let mut names = std::collections::HashSet::new();
+        for (i, k) in self.auth.keys.iter().enumerate() {
+            if k.name.trim().is_empty() || k.name.len() > 100 {
+                return bad(&format!("auth.keys[{i}].name"), format!("must be 1 to 100 characters, got {:?}", k.name));
+            }
+            if !names.insert(k.name.as_str()) {
+                return bad(&format!("auth.keys[{i}].name"), format!("must be unique, got `{}` twice", k.name));
+            }
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(&format!("auth.keys[{i}].sha256"), format!("must be 64 hex digits (the sha256 of the key, see `brandvoice keys new`), got {} characters for key `{}`", k.sha256.len(), k.name));
+            }
+        }
+        if let (true, Ok(addr)) = (self.auth.keys.is_empty(), self.bind_addr()) {
+            if !addr.ip().is_loopback() {
+                return bad("auth.keys", format!("no API keys are configured, so the server may only listen on loopback, but server.bind is {addr}; create keys with `brandvoice keys new --name N --role R`"));
             }
         }
         Ok(())
@@ -259,6 +331,11 @@ impl ServeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server.request_timeout_secs)
+    }
+
+    /// The eval runs folder: `eval.runs_dir`, else `eval/runs`.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.eval.runs_dir.clone().unwrap_or_else(|| PathBuf::from("eval/runs"))
     }
 
     /// The reviews store's file: `store.path` (with `~/` expanded), else the
@@ -286,6 +363,24 @@ mod tests {
         cfg.check().expect("example is valid");
         assert_eq!(cfg.model.name, "qwen2.5-0.5b");
         assert_eq!(cfg.limits.max_n, 8);
+    }
+
+    #[test]
+    fn keys_file_appends_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.toml");
+        let hash = "a".repeat(64);
+        std::fs::write(&file, format!("keys = [{{ name = \"ops\", role = \"admin\", sha256 = \"{hash}\" }}]\n")).unwrap();
+        let text = format!("[server]\nbind = \"0.0.0.0:9\"\n[auth]\nkeys = [{{ name = \"desk\", role = \"agent\", sha256 = \"{hash}\" }}]\nkeys_file = \"{}\"\n", file.display());
+        let mut cfg = ServeConfig::parse(&text, "k.toml").unwrap();
+        cfg.read_keys_file().unwrap();
+        assert_eq!(cfg.auth.keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["desk", "ops"]);
+        cfg.check().unwrap();
+        std::fs::write(&file, "keys = [{ name = \"x\", role = \"root\", sha256 = \"00\" }]\n").unwrap();
+        let e = ServeConfig::parse(&text, "k.toml").unwrap().read_keys_file().unwrap_err().to_string();
+        assert!(e.contains("keys.toml") && e.contains("root"), "{e}");
+        let e = ServeConfig::parse("[auth]\nkeys = [{ name = \"a\", role = \"agent\", key = \"plain\" }]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.contains("key"), "plain keys are not accepted: {e}");
     }
 
     #[test]
@@ -332,6 +427,19 @@ mod tests {
         cfg.store.path = Some(PathBuf::new());
         let e = cfg.check().unwrap_err().to_string();
         assert!(e.starts_with("store.path: must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn runs_dir_from_file_env_and_default() {
+        assert_eq!(ServeConfig::default().runs_dir(), PathBuf::from("eval/runs"));
+        let mut cfg = ServeConfig::parse("[eval]\nruns_dir = \"/data/runs\"\n", "f").unwrap();
+        assert_eq!(cfg.runs_dir(), PathBuf::from("/data/runs"));
+        cfg.apply_env(|k| (k == "BRANDVOICE_RUNS_DIR").then(|| "/other/runs".to_string())).unwrap();
+        assert_eq!(cfg.runs_dir(), PathBuf::from("/other/runs"));
+        let e = ServeConfig::parse("[eval]\nruns = \"x\"\n", "e.toml").unwrap_err().to_string();
+        assert!(e.contains("e.toml") && e.contains("runs"), "{e}");
+        cfg.eval.runs_dir = Some(PathBuf::new());
+        assert!(cfg.check().unwrap_err().to_string().starts_with("eval.runs_dir"));
     }
 
     #[test]

@@ -24,6 +24,18 @@ pub enum AppError {
     /// The body is not the JSON we expect (wrong shape: 422, bad syntax: 400).
     #[error("{message}")]
     BadJson { status: StatusCode, message: String },
+    /// A path or query parameter is malformed (400), e.g. a run id with `/` in it.
+    #[error("{field}: {message}")]
+    BadRequest { field: String, message: String },
+    /// No API key, or one that matches no configured key (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key whose role may not use this route (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// `POST /v1/admin/reload` found a problem; the last valid book stays (422).
+    #[error("{message}")]
+    Reload { file: Option<String>, message: String },
     #[error("{0}")]
     NotFound(String),
     /// The resource already exists (a reviewer's second review of a draft: 409).
@@ -57,15 +69,19 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `validation_error`, `invalid_json`, `not_found`,
+    /// Stable, machine-readable: `validation_error`, `invalid_json`, `bad_request`, `not_found`,
     /// `conflict`, `payload_too_large`, `unsupported_media_type`, `overloaded`,
-    /// `not_ready`, `store_unavailable`, `timeout`, `internal_error`.
+    /// `not_ready`, `store_unavailable`, `timeout`, `internal_error`, `unauthorized`,
+    /// `forbidden`, `reload_failed`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub message: String,
     /// The request field at fault, when there is one (`facts[2].url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The prompts file at fault (`reload_failed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl AppError {
@@ -73,6 +89,10 @@ impl AppError {
         match self {
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadJson { status, .. } => *status,
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Reload { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -87,6 +107,10 @@ impl AppError {
         match self {
             AppError::Validation { .. } => "validation_error",
             AppError::BadJson { .. } => "invalid_json",
+            AppError::BadRequest { .. } => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::Reload { .. } => "reload_failed",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
@@ -107,13 +131,17 @@ impl AppError {
     pub fn body(&self) -> ErrorBody {
         let (message, field) = match self {
             AppError::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error");
+                tracing::error!(error = %crate::redact::redact(detail), "internal error");
                 ("internal error; the details are in the server log".to_string(), None)
             }
-            AppError::Validation { field, message } => (format!("{field}: {message}"), Some(field.clone())),
+            AppError::Validation { field, message } | AppError::BadRequest { field, message } => (format!("{field}: {message}"), Some(field.clone())),
             other => (other.to_string(), None),
         };
-        ErrorBody { error: ErrorDetail { kind: self.kind(), message, field } }
+        let file = match self {
+            AppError::Reload { file, .. } => file.clone(),
+            _ => None,
+        };
+        ErrorBody { error: ErrorDetail { kind: self.kind(), message, field, file } }
     }
 
     /// Maps axum's JSON extractor rejections: wrong shape 422 (serde's message
@@ -205,6 +233,9 @@ impl IntoResponse for AppError {
             _ => None,
         };
         let mut resp = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(s) = retry {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -16,6 +16,8 @@
 //! requests and joins the worker; [`spawn_server`] runs both on a thread of
 //! its own, for tests and embedding.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -23,6 +25,8 @@ pub mod openai;
 pub mod openapi;
 pub mod reviews;
 pub mod routes;
+pub mod runs;
+pub mod web;
 pub mod worker;
 
 pub use config::{Overrides, ServeConfig};
@@ -46,7 +50,16 @@ use worker::WorkerHandle;
 
 /// Everything a handler may use. Built once at start.
 pub struct AppState {
-    pub book: Arc<StyleBook>,
+    /// The live style book; [`AppState::book`] takes a snapshot, `POST /v1/admin/reload` swaps it.
+    pub book_cell: Arc<admin::BookCell>,
+    /// Where the book was loaded from (reloads read it again).
+    pub prompts: std::path::PathBuf,
+    /// The API keys (`[auth]`); none: every request is allowed (loopback only).
+    pub keys: Arc<auth::Keys>,
+    /// The effective configuration (`GET /v1/admin/config`).
+    pub config: Arc<ServeConfig>,
+    /// The drafts audit log (`None`: off, or no store).
+    pub audit: Option<crate::store::drafts::AuditLog>,
     /// `None` in a server built without the embedding model (triage answers 503).
     pub mood: Option<Arc<MoodDetector>>,
     /// `None` when no language model is loaded (drafting routes answer 503).
@@ -60,6 +73,8 @@ pub struct AppState {
     /// `ReviewStore` is `Send` but not `Sync`; handlers lock it inside
     /// `spawn_blocking`, which is plenty for human-paced review traffic.
     pub reviews: Option<Arc<Mutex<ReviewStore>>>,
+    /// The eval runs folder behind `/v1/runs` ([`ServeConfig::runs_dir`]).
+    pub runs_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -67,7 +82,11 @@ impl AppState {
     /// OpenAPI work; drafting and triage answer 503).
     pub fn without_models(book: Arc<StyleBook>, cfg: &ServeConfig) -> Self {
         AppState {
-            book,
+            book_cell: Arc::new(admin::BookCell::new(book)),
+            prompts: cfg.server.prompts.clone().unwrap_or_else(crate::style::default_prompts_dir),
+            keys: Arc::new(auth::Keys::new(&cfg.auth.keys)),
+            config: Arc::new(cfg.clone()),
+            audit: None,
             mood: None,
             worker: None,
             limits: cfg.limits.clone(),
@@ -76,7 +95,13 @@ impl AppState {
             request_timeout: cfg.request_timeout(),
             metrics: Arc::new(Metrics::new(cfg.server.queue_size)),
             reviews: None,
+            runs_dir: cfg.runs_dir(),
         }
+    }
+
+    /// A snapshot of the live style book.
+    pub fn book(&self) -> Arc<StyleBook> {
+        self.book_cell.get()
     }
 
     /// The same state with a reviews store.
@@ -118,6 +143,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/channels", get(routes::channels))
         .route("/v1/reviews", post(reviews::create).get(reviews::list))
         .route("/v1/reviews/stats", get(reviews::stats))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/report", get(runs::report))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/healthz", get(routes::healthz))
@@ -125,7 +153,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi::spec))
         .route("/docs", get(openapi::docs))
+        .merge(web::routes())
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/config", get(admin::config))
         .fallback(routes::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -139,6 +172,17 @@ async fn track(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Resp
     let resp = next.run(req).await;
     s.metrics.observe_request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
     resp
+}
+
+/// The per-request timeout for every route: the draft timeout plus a grace
+/// period, so a draft's own 504 (which cancels its generation) comes first.
+/// Streams are bounded by their own deadline once their headers are out.
+async fn deadline(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = s.request_timeout + Duration::from_secs(5);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::response::IntoResponse::into_response(AppError::Timeout { secs: limit.as_secs() }),
+    }
 }
 
 /// `axum::Json` with our error body: wrong shape 422 naming the field, bad
@@ -159,12 +203,8 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequest<Arc<AppState>> for ApiJs
 /// Loads the style book, the mood detector and the model (fetching it when
 /// missing), and starts the model's worker. Blocking; seconds.
 pub fn load_state(cfg: &ServeConfig) -> Result<(Arc<AppState>, std::thread::JoinHandle<()>), ServeError> {
-    // First, because it is quick: a bad store path fails the start before the model loads.
-    let store = open_store(cfg)?;
-    let prompts = cfg.server.prompts.clone().unwrap_or_else(crate::style::default_prompts_dir);
-    let t = Instant::now();
-    let book = Arc::new(StyleBook::load(&prompts)?);
-    tracing::info!(brands = book.brands.len(), dir = %prompts.display(), ms = t.elapsed().as_millis() as u64, "style guides loaded");
+    let mut state = load_base_state(cfg)?;
+    let book = state.book();
     let t = Instant::now();
     let mood = Arc::new(MoodDetector::load()?);
     tracing::info!(ms = t.elapsed().as_millis() as u64, "mood detector loaded");
@@ -172,13 +212,38 @@ pub fn load_state(cfg: &ServeConfig) -> Result<(Arc<AppState>, std::thread::Join
     let path = crate::models::resolve(&cfg.model.name)?;
     let model = crate::engine::model::load(&path, &Default::default()).map_err(|source| ServeError::Engine { path: path.display().to_string(), source })?;
     tracing::info!(model = %cfg.model.name, path = %path.display(), arch = %model.info.arch, ms = t.elapsed().as_millis() as u64, "model loaded");
-    let drafter = Drafter::new(model, cfg.model.name.clone(), book.clone(), mood.clone(), cfg.model.prefix_cache_bytes);
-    let mut state = AppState::without_models(book, cfg).with_reviews(store);
-    let (handle, thread) = worker::spawn(drafter, cfg.server.queue_size, state.metrics.clone())
+    let drafter = Drafter::new(model, cfg.model.name.clone(), book, mood.clone(), cfg.model.prefix_cache_bytes);
+    let (handle, thread) = worker::spawn(drafter, cfg.server.queue_size, state.metrics.clone(), Some(state.book_cell.clone()), state.audit.clone())
         .map_err(|source| ServeError::Io { what: "starting the model worker thread".into(), source })?;
     state.mood = Some(mood);
     state.worker = Some(handle);
     Ok((Arc::new(state), thread))
+}
+
+/// The quick part of a start, without the mood detector and the model: the
+/// reviews store (first, so a bad `store.path` fails at once), the drafts
+/// audit log, the style book and the keys. `serve --no-model` runs on this
+/// alone (lint, brands, channels, reviews, admin; drafting answers 503).
+pub fn load_base_state(cfg: &ServeConfig) -> Result<AppState, ServeError> {
+    let store = open_store(cfg)?;
+    let prompts = cfg.server.prompts.clone().unwrap_or_else(crate::style::default_prompts_dir);
+    let t = Instant::now();
+    let book = Arc::new(StyleBook::load(&prompts)?);
+    tracing::info!(brands = book.brands.len(), dir = %prompts.display(), ms = t.elapsed().as_millis() as u64, "style guides loaded");
+    let mut state = AppState::without_models(book, cfg).with_reviews(store);
+    if cfg.audit.enabled {
+        let (log, _writer) = crate::store::drafts::AuditLog::start(&cfg.store_path(), cfg.audit.retention_days)?;
+        state.audit = Some(log);
+        tracing::info!(retention_days = cfg.audit.retention_days, "drafts audit log on");
+    } else {
+        tracing::info!("drafts audit log off ([audit] enabled = false)");
+    }
+    if state.keys.is_open() {
+        tracing::warn!(bind = %cfg.server.bind, "no API keys configured: every request is allowed (accepted only on a loopback address); see `brandvoice keys new`");
+    } else {
+        tracing::info!(keys = state.keys.len(), "API keys required on /v1 and /metrics");
+    }
+    Ok(state)
 }
 
 /// Opens (creating when missing) the reviews store at [`ServeConfig::store_path`].
@@ -207,6 +272,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>, work
     }
     if let Some(t) = worker_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    if let Some(a) = state.audit.clone() {
+        let _ = tokio::task::spawn_blocking(move || a.flush()).await;
     }
     Ok(())
 }

@@ -239,7 +239,7 @@ fn fingerprint(r: &DraftResponse) -> String {
 pub async fn chat_completions(State(s): State<Arc<AppState>>, ApiJson(req): ApiJson<ChatCompletionRequest>) -> Result<Response, AppError> {
     let model = req.model.clone();
     let (draft_req, stream, include_usage) = req.into_draft_request()?;
-    let valid = draft::validate(&s.book, &s.limits, draft_req).map_err(|e| model_field(e.into()))?;
+    let valid = draft::validate(&s.book(), &s.limits, draft_req).map_err(|e| model_field(e.into()))?;
     let worker = s.worker.as_ref().ok_or(AppError::NotReady)?;
     // Only the checked drafts are sent, so the worker need not stream tokens.
     let rx = worker.submit(valid, false, "/v1/chat/completions")?;
@@ -312,8 +312,9 @@ fn sse_chunks(rx: tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>, timeout: Du
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "`{\"object\": \"list\", \"data\": [{\"id\": \"brandvoice/tunely/twitter\", …}]}`", body = Object)))]
 pub async fn models(State(s): State<Arc<AppState>>) -> Json<Value> {
     let mut data = Vec::new();
-    for id in s.book.brands.keys() {
-        for ch in s.book.channels.channels.keys() {
+    let book = s.book();
+    for id in book.brands.keys() {
+        for ch in book.channels.channels.keys() {
             data.push(json!({ "id": format!("{MODEL_PREFIX}{id}/{ch}"), "object": "model", "created": 0, "owned_by": id }));
         }
     }

@@ -33,17 +33,24 @@ use utoipa::OpenApi;
         super::reviews::create,
         super::reviews::list,
         super::reviews::stats,
+        super::runs::list,
+        super::runs::get,
+        super::runs::report,
         super::openai::chat_completions,
         super::openai::models,
         super::routes::healthz,
         super::routes::readyz,
         super::routes::metrics,
+        super::admin::reload,
+        super::admin::config,
     ),
     components(schemas(
         DraftRequest, RewriteRequest, Turn, Customer, Limits, DraftResponse, Draft, DraftScore, DraftTimings, MoodUsed,
         TriageRequest, TriageMessage, TriageResponse, TriageResult, LintBody, LintResponse, FixedText, BrandList, BrandSummary,
         ChatCompletionRequest, ChatMessage, ChatCompletion, ErrorBody, ErrorDetail,
+        super::admin::ReloadReport,
         ReviewSubmission, StoredReview, NewReview, NewPairwise, Review, Pairwise, Scores, AutoScores, Preference,
+        super::runs::RunList, super::runs::RunEntry, super::runs::RunDetail,
     )),
     tags(
         (name = "drafting", description = "Drafts and rewrites through the model"),
@@ -52,13 +59,91 @@ use utoipa::OpenApi;
         (name = "reviews", description = "Reviewer scores, blind A/B judgements, exports and agreement statistics"),
         (name = "openai", description = "OpenAI-compatible API"),
         (name = "operations", description = "Health, readiness and metrics"),
-    )
+        (name = "admin", description = "Reload brands and rules, view the config (admin keys)"),
+    ),
+    modifiers(&Security),
+    security(("api_key" = []), ("bearer" = []))
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI 3.1 document.
-pub async fn spec() -> Response {
-    Json(ApiDoc::openapi()).into_response()
+/// Declares the two ways to present a key (`Authorization: Bearer KEY`, `x-api-key: KEY`).
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key (`brandvoice keys new`). Roles: agent, reviewer, admin.")).build()));
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+    }
+}
+
+/// The document with this server's configured limits written into the
+/// schemas (`maxLength`, `maxItems`, `minimum`, `maximum`), so what `/docs`
+/// shows is what the server enforces.
+pub fn document(limits: &Limits, body_limit: usize, triage_batch: usize, timeout_secs: u64) -> serde_json::Value {
+    use crate::store::reviews::{MAX_COMMENT_CHARS, MAX_DRAFT_CHARS, MAX_ID_CHARS};
+    use serde_json::json;
+    let mut v = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    let l = limits;
+    let set = |v: &mut serde_json::Value, schema: &str, prop: &str, extra: serde_json::Value| {
+        if let Some(p) = v.pointer_mut(&format!("/components/schemas/{schema}/properties/{prop}")).and_then(|p| p.as_object_mut()) {
+            if let Some(o) = extra.as_object() {
+                for (k, x) in o {
+                    p.insert(k.clone(), x.clone());
+                }
+            }
+        }
+    };
+    let msg = json!({"minLength": 1, "maxLength": l.max_message_chars});
+    let facts = json!({"maxItems": l.max_facts, "description": format!("At most {} facts, each at most {} characters; `url` an http(s) URL of at most 2000 bytes.", l.max_facts, l.max_fact_chars)});
+    let n = json!({"minimum": 1, "maximum": l.max_n, "description": format!("Alternatives, 1 to {} (default 1).", l.max_n)});
+    let toks = json!({"minimum": 1, "maximum": l.max_tokens, "description": format!("Tokens per draft, 1 to {} (default 120).", l.max_tokens)});
+    let temp = json!({"minimum": 0.0, "maximum": 2.0});
+    for schema in ["DraftRequest", "RewriteRequest"] {
+        set(&mut v, schema, "facts", facts.clone());
+        set(&mut v, schema, "n", n.clone());
+        set(&mut v, schema, "max_tokens", toks.clone());
+        set(&mut v, schema, "temperature", temp.clone());
+    }
+    set(&mut v, "DraftRequest", "message", msg.clone());
+    set(&mut v, "DraftRequest", "history", json!({"maxItems": l.max_history_turns}));
+    set(&mut v, "Turn", "text", json!({"maxLength": l.max_turn_chars}));
+    set(&mut v, "Customer", "name", json!({"maxLength": 100}));
+    set(&mut v, "Customer", "facts", json!({"maxItems": l.max_facts, "items": {"type": "string", "maxLength": l.max_fact_chars}}));
+    set(&mut v, "RewriteRequest", "draft", msg.clone());
+    set(&mut v, "RewriteRequest", "message", json!({"maxLength": l.max_message_chars}));
+    set(&mut v, "TriageRequest", "messages", json!({"minItems": 1, "maxItems": triage_batch}));
+    set(&mut v, "TriageMessage", "text", msg.clone());
+    set(&mut v, "LintBody", "text", json!({"maxLength": l.max_message_chars}));
+    set(&mut v, "LintBody", "facts", json!({"maxItems": l.max_facts}));
+    set(&mut v, "ChatCompletionRequest", "n", n.clone());
+    set(&mut v, "ChatCompletionRequest", "max_tokens", toks.clone());
+    for schema in ["NewReview", "NewPairwise"] {
+        set(&mut v, schema, "comment", json!({"maxLength": MAX_COMMENT_CHARS}));
+        for id in ["run_id", "case_id", "draft_id", "reviewer_id", "run_a", "run_b"] {
+            set(&mut v, schema, id, json!({"minLength": 1, "maxLength": MAX_ID_CHARS}));
+        }
+    }
+    set(&mut v, "NewReview", "draft_text", json!({"maxLength": MAX_DRAFT_CHARS}));
+    for goal in crate::store::GOALS {
+        set(&mut v, "Scores", goal, json!({"minimum": 1, "maximum": 5}));
+        set(&mut v, "AutoScores", goal, json!({"minimum": 0, "maximum": 100}));
+    }
+    if let Some(d) = v.pointer_mut("/info/description") {
+        let base = d.as_str().unwrap_or_default().to_string();
+        *d = json!(format!(
+            "{base} Limits: request bodies above {body_limit} bytes get 413; every request is answered within {timeout_secs} s (+5 s grace) or gets 504; \
+             unknown JSON fields are a 422 naming the field; out-of-range values a 422 naming the field, the limit and the value. \
+             Routes under /v1 and /metrics need an API key (`Authorization: Bearer KEY` or `x-api-key`): 401 without a valid one, 403 for the wrong role."
+        ));
+    }
+    v
+}
+
+/// The OpenAPI 3.1 document, with this server's limits.
+pub async fn spec(axum::extract::State(s): axum::extract::State<std::sync::Arc<super::AppState>>) -> Response {
+    Json(document(&s.limits, s.body_limit, s.triage_batch, s.request_timeout.as_secs())).into_response()
 }
 
 /// A self-contained HTML page that renders `/openapi.json`.
@@ -97,6 +182,16 @@ function ref(s) {
   if (s.oneOf || s.anyOf) return (s.oneOf || s.anyOf).map(ref).join(" | ");
   return esc(Array.isArray(s.type) ? s.type.join(" | ") : (s.type || "object"));
 }
+function lim(s) {
+  const out = [];
+  if (s.minLength != null) out.push("min " + s.minLength + " chars");
+  if (s.maxLength != null) out.push("max " + s.maxLength + " chars");
+  if (s.minItems != null) out.push("min " + s.minItems + " items");
+  if (s.maxItems != null) out.push("max " + s.maxItems + " items");
+  if (s.minimum != null) out.push("≥ " + s.minimum);
+  if (s.maximum != null) out.push("≤ " + s.maximum);
+  return out.length ? ' <span class="muted">(' + esc(out.join(", ")) + ")</span>" : "";
+}
 fetch("/openapi.json").then(r => r.json()).then(doc => {
   let h = "<p>" + esc(doc.info.description || "") + " <span class=muted>(version " + esc(doc.info.version) + ")</span></p>";
   h += "<h2>Operations</h2>";
@@ -122,7 +217,7 @@ fetch("/openapi.json").then(r => r.json()).then(doc => {
     if (s.properties) {
       h += "<table><tr><th>field</th><th>type</th><th>description</th></tr>";
       for (const [p, ps] of Object.entries(s.properties)) {
-        h += "<tr><td><code>" + esc(p) + "</code>" + (req.has(p) ? " *" : "") + "</td><td>" + ref(ps) + "</td><td>" + esc(ps.description || "") + "</td></tr>";
+        h += "<tr><td><code>" + esc(p) + "</code>" + (req.has(p) ? " *" : "") + "</td><td>" + ref(ps) + lim(ps) + "</td><td>" + esc(ps.description || "") + "</td></tr>";
       }
       h += "</table>";
     } else {

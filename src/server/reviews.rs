@@ -27,6 +27,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// Longest `run` query value (the store's id limit).
+pub const MAX_RUN_CHARS: usize = 200;
+
 /// Most bootstrap resamples one stats request may ask for (CPU time).
 pub const MAX_BOOTSTRAP: usize = 10_000;
 
@@ -79,6 +82,7 @@ fn query_error(r: QueryRejection) -> AppError {
 
 fn required_run(run: Option<String>) -> Result<String, AppError> {
     match run {
+        Some(r) if r.chars().count() > MAX_RUN_CHARS => Err(AppError::invalid("run", format!("at most {MAX_RUN_CHARS} characters, got {}", r.chars().count()))),
         Some(r) if !r.trim().is_empty() => Ok(r),
         Some(r) => Err(AppError::invalid("run", format!("must be a non-empty run id, got {r:?}"))),
         None => Err(AppError::invalid("run", "must be given (`?run=RUN_ID`), got nothing")),

@@ -43,7 +43,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
         (status = 504, description = "The draft took longer than the request timeout", body = ErrorBody),
     ))]
 pub async fn drafts(State(s): State<Arc<AppState>>, ApiJson(req): ApiJson<DraftRequest>) -> Result<Response, AppError> {
-    let valid = draft::validate(&s.book, &s.limits, req)?;
+    let valid = draft::validate(&s.book(), &s.limits, req)?;
     run_draft(&s, valid, "/v1/drafts").await
 }
 
@@ -57,7 +57,7 @@ pub async fn drafts(State(s): State<Arc<AppState>>, ApiJson(req): ApiJson<DraftR
         (status = 503, description = "Queue full or model not loaded", body = ErrorBody),
     ))]
 pub async fn rewrite(State(s): State<Arc<AppState>>, ApiJson(req): ApiJson<RewriteRequest>) -> Result<Response, AppError> {
-    let valid = draft::validate_rewrite(&s.book, &s.limits, req)?;
+    let valid = draft::validate_rewrite(&s.book(), &s.limits, req)?;
     run_draft(&s, valid, "/v1/rewrite").await
 }
 
@@ -269,11 +269,12 @@ pub async fn lint(State(s): State<Arc<AppState>>, ApiJson(b): ApiJson<LintBody>)
     if b.facts.len() > s.limits.max_facts {
         return Err(AppError::invalid("facts", format!("at most {} facts, got {}", s.limits.max_facts, b.facts.len())));
     }
-    let req = s.book.validate(&LintRequest { brand: b.brand, channel: b.channel, mood: b.mood, language: b.language, facts: b.facts }, &b.text)?;
-    let violations = s.book.lint(&req, &b.text);
+    let book = s.book();
+    let req = book.validate(&LintRequest { brand: b.brand, channel: b.channel, mood: b.mood, language: b.language, facts: b.facts }, &b.text)?;
+    let violations = book.lint(&req, &b.text);
     let fixed = b.fix.then(|| {
-        let (text, applied) = s.book.fix(&req, &b.text);
-        let remaining = s.book.lint(&req, &text);
+        let (text, applied) = book.fix(&req, &b.text);
+        let remaining = book.lint(&req, &text);
         FixedText { text, applied, remaining }
     });
     let errors = violations.iter().filter(|v| v.level == Level::Error).count();
@@ -300,7 +301,7 @@ pub struct BrandList {
 #[utoipa::path(get, path = "/v1/brands", tag = "style", responses((status = 200, description = "Brand summaries", body = BrandList)))]
 pub async fn brands(State(s): State<Arc<AppState>>) -> Json<BrandList> {
     let brands = s
-        .book
+        .book()
         .brands
         .iter()
         .map(|(id, b)| BrandSummary {
@@ -322,9 +323,10 @@ pub async fn brands(State(s): State<Arc<AppState>>) -> Json<BrandList> {
         (status = 404, description = "No such brand", body = ErrorBody),
     ))]
 pub async fn brand(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, AppError> {
-    match s.book.brand(&id) {
+    let book = s.book();
+    match book.brand(&id) {
         Some(b) => Ok(Json(&b.guide).into_response()),
-        None => Err(AppError::NotFound(format!("no brand `{id}`; known brands: {}", s.book.brands.keys().cloned().collect::<Vec<_>>().join(", ")))),
+        None => Err(AppError::NotFound(format!("no brand `{id}`; known brands: {}", book.brands.keys().cloned().collect::<Vec<_>>().join(", ")))),
     }
 }
 
@@ -332,7 +334,8 @@ pub async fn brand(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Re
 #[utoipa::path(get, path = "/v1/channels", tag = "style", responses((status = 200, description = "`{\"channels\": [{\"id\", …profile}]}`", body = Object)))]
 pub async fn channels(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
     let mut list = Vec::new();
-    for (id, p) in &s.book.channels.channels {
+    let book = s.book();
+    for (id, p) in &book.channels.channels {
         let mut v = serde_json::to_value(p).map_err(|e| AppError::Internal(format!("encoding channel {id}: {e}")))?;
         if let Some(o) = v.as_object_mut() {
             o.insert("id".into(), serde_json::Value::String(id.clone()));

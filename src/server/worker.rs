@@ -10,7 +10,9 @@
 //! dropped, and the pipeline's event callback sees the channel closed and
 //! returns `false`, which stops generation within one token.
 
+use super::admin::BookCell;
 use super::error::AppError;
+use crate::store::drafts::AuditLog;
 use super::metrics::Metrics;
 use crate::draft::{DraftError, DraftEvent, DraftResponse, Drafter, MoodUsed, ValidDraftRequest};
 use crate::mood::EscalationFlag;
@@ -116,7 +118,11 @@ impl WorkerHandle {
 /// Starts the worker thread with a bounded queue of `capacity` waiting
 /// requests. The thread ends after [`WorkerHandle::stop`] (once the requests
 /// queued before it are done) or when every handle is dropped.
-pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>) -> std::io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
+///
+/// With a `book` cell the worker takes a reloaded style book before its next
+/// job; with an `audit` log it records every finished draft (without waiting:
+/// the log's writer thread does the disk work).
+pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>, book: Option<Arc<BookCell>>, audit: Option<AuditLog>) -> std::io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let alive = Arc::new(AtomicBool::new(true));
     let avg_job_ms = Arc::new(AtomicU64::new(0));
@@ -130,7 +136,7 @@ pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>) -> std::i
         model_name: Arc::from(drafter.model_name()),
     };
     let thread = std::thread::Builder::new().name("brandvoice-model".into()).spawn(move || {
-        run(drafter, rx, &metrics, &avg_job_ms);
+        run(drafter, rx, &metrics, &avg_job_ms, book, audit);
         alive.store(false, Ordering::Release);
         metrics.model_ready.store(false, Ordering::Release);
         tracing::info!("model worker stopped");
@@ -138,12 +144,20 @@ pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>) -> std::i
     Ok((handle, thread))
 }
 
-fn run(mut drafter: Drafter, mut rx: mpsc::Receiver<Msg>, metrics: &Metrics, avg_job_ms: &AtomicU64) {
+fn run(mut drafter: Drafter, mut rx: mpsc::Receiver<Msg>, metrics: &Metrics, avg_job_ms: &AtomicU64, book: Option<Arc<BookCell>>, audit: Option<AuditLog>) {
+    let mut book_version = book.as_ref().map(|b| b.version()).unwrap_or(0);
     while let Some(msg) = rx.blocking_recv() {
         let job = match msg {
             Msg::Job(job) => job,
             Msg::Stop => break,
         };
+        if let Some(cell) = &book {
+            if cell.version() != book_version {
+                book_version = cell.version();
+                drafter.set_book(cell.get());
+                tracing::info!(version = book_version, "model worker switched to the reloaded style book");
+            }
+        }
         metrics.queue_depth.fetch_sub(1, Ordering::AcqRel);
         let queued_ms = job.enqueued.elapsed().as_secs_f64() * 1000.0;
         if job.reply.is_closed() {
@@ -191,6 +205,9 @@ fn run(mut drafter: Drafter, mut rx: mpsc::Receiver<Msg>, metrics: &Metrics, avg
                     fallback = resp.drafts.iter().any(|d| d.fallback),
                     "draft"
                 );
+                if let Some(a) = &audit {
+                    a.record(job.route, &job.request, &resp);
+                }
                 Ok(resp)
             }
             Ok(Err(DraftError::Cancelled)) => {

@@ -8,6 +8,7 @@
 //! synchronously: the HTTP layer calls it from `spawn_blocking` behind a
 //! mutex, which is plenty for human-paced review traffic.
 
+pub mod drafts;
 pub mod reviews;
 pub mod stats;
 

@@ -28,9 +28,12 @@ use crate::eval::stats::Ratings;
 /// The goals a reviewer scores, in column order.
 pub const GOALS: [&str; 7] = ["voice", "mood_fit", "channel_fit", "rules", "readability", "politeness", "overall"];
 
-const MAX_ID_CHARS: usize = 200;
-const MAX_DRAFT_CHARS: usize = 20_000;
-const MAX_COMMENT_CHARS: usize = 5_000;
+/// Longest id (run, case, draft, reviewer), in characters.
+pub const MAX_ID_CHARS: usize = 200;
+/// Longest `draft_text`, in characters.
+pub const MAX_DRAFT_CHARS: usize = 20_000;
+/// Longest `comment`, in characters.
+pub const MAX_COMMENT_CHARS: usize = 5_000;
 
 /// Scores 1–5 per goal; a goal left out was not scored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

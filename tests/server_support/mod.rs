@@ -53,11 +53,17 @@ impl Resp {
 
 /// Sends a request and returns the status, headers and a reader over the decoded body.
 pub fn open(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<(String, String)>, Box<dyn BufRead>) {
+    open_with(addr, method, path, &[], body)
+}
+
+/// [`open`] with extra request headers (`Authorization`, `x-api-key`, …).
+pub fn open_with(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&str>) -> (u16, Vec<(String, String)>, Box<dyn BufRead>) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(300))).expect("timeout");
     let body = body.unwrap_or("");
+    let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).expect("send");
@@ -84,6 +90,14 @@ pub fn open(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (
 
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Resp {
     let (status, headers, mut r) = open(addr, method, path, body);
+    let mut body = String::new();
+    r.read_to_string(&mut body).expect("body");
+    Resp { status, headers, body }
+}
+
+/// [`request`] with extra request headers.
+pub fn request_with(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&str>) -> Resp {
+    let (status, headers, mut r) = open_with(addr, method, path, extra, body);
     let mut body = String::new();
     r.read_to_string(&mut body).expect("body");
     Resp { status, headers, body }
