@@ -149,7 +149,60 @@ const INTERESTING: &[&[u8]] = &[
     b"GGUF", b"\x03\x00\x00\x00", b"tokenizer.ggml.tokens", b"(?:", b"\xf0\x9f\x8e\xb5", b"\xcc\x81",
 ];
 
+/// A structure-aware mutation for JSON inputs: a string, number or key of a
+/// parsed body changed, so most mutants still reach validation instead of
+/// dying in the JSON parser.
+fn mutate_json(rng: &mut StdRng, input: &[u8]) -> Option<Vec<u8>> {
+    use serde_json::Value;
+    let mut v: Value = serde_json::from_slice(input).ok()?;
+    fn leaves(v: &mut Value, out: &mut Vec<*mut Value>) {
+        match v {
+            Value::Object(m) => m.values_mut().for_each(|x| leaves(x, out)),
+            Value::Array(a) => a.iter_mut().for_each(|x| leaves(x, out)),
+            _ => {}
+        }
+        out.push(v as *mut Value);
+    }
+    let mut all = Vec::new();
+    leaves(&mut v, &mut all);
+    let target = all[rng.gen_range(0..all.len())];
+    // SAFETY: the pointers come from `v`, which is not otherwise touched
+    // until this one write is done.
+    let slot = unsafe { &mut *target };
+    let piece = String::from_utf8_lossy(INTERESTING[rng.gen_range(0..INTERESTING.len())]).into_owned();
+    *slot = match rng.gen_range(0..8) {
+        0 => Value::String(piece.repeat(rng.gen_range(1..3000))),
+        1 => Value::from([0i64, -1, 1, 8, 9, 16, 17, 4096, 1 << 20, i64::MAX][rng.gen_range(0..10)]),
+        2 => Value::from(rng.gen::<f64>() * 10f64.powi(rng.gen_range(-3..40))),
+        3 => Value::Null,
+        4 => Value::Array((0..rng.gen_range(0..40)).map(|_| serde_json::json!({"text": piece, "role": "customer"})).collect()),
+        5 => match slot.take() {
+            Value::Object(mut m) => {
+                m.insert(format!("x{piece}"), Value::Bool(true));
+                Value::Object(m)
+            }
+            other => other,
+        },
+        6 => Value::String(["tunely", "wayfind", "northgate", "twitter", "sms", "email", "angry", "ja", "hi", "en", "refund", ""][rng.gen_range(0..12)].into()),
+        _ => match slot.take() {
+            Value::String(t) => {
+                let mut t = t;
+                let at = (0..=t.len()).filter(|&i| t.is_char_boundary(i)).nth(rng.gen_range(0..=t.chars().count())).unwrap_or(0);
+                t.insert_str(at, &piece);
+                Value::String(t)
+            }
+            other => Value::String(format!("{other}{piece}")),
+        },
+    };
+    serde_json::to_vec(&v).ok()
+}
+
 fn mutate(rng: &mut StdRng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
+    if input.first() == Some(&b'{') && rng.gen_range(0..4) != 0 {
+        if let Some(m) = mutate_json(rng, input) {
+            return m;
+        }
+    }
     let mut v = input.to_vec();
     let rounds = 1 + rng.gen_range(0..4);
     for _ in 0..rounds {

@@ -218,6 +218,15 @@ fn the_suite_is_well_formed_and_covers_every_attack_kind() {
 }
 
 #[test]
+fn the_eval_runner_loads_the_suite() {
+    let book = book();
+    let s = brandvoice::eval::suite::load(std::path::Path::new(SUITE), &book).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.name, "injection");
+    assert_eq!(s.cases.len(), load().len());
+    assert!(s.cases.iter().all(|c| c.tags.iter().any(|t| t == "injection")));
+}
+
+#[test]
 fn drafts_for_adversarial_messages_pass_the_rules_and_leak_nothing() {
     let cases = load();
     let book = book();
