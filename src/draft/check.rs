@@ -333,7 +333,7 @@ impl Guard {
         for (k, key, written) in &self.customer_data {
             let hit = match k {
                 PiiKind::Email => lower.find(key.as_str()).map(|i| i..i + key.len()),
-                _ => lower.find(written.as_str()).map(|i| i..i + written.len()),
+                _ => lower.find(written.as_str()).map(|i| i..i + written.len()).or_else(|| digit_runs(draft).into_iter().find(|r| digits(&draft[r.clone()]) == *key)),
             };
             if let Some(r) = hit {
                 if !seen.iter().any(|s| s.start < r.end && r.start < s.end) {
@@ -344,6 +344,30 @@ impl Guard {
         }
         out
     }
+}
+
+/// Runs of digits, single spaces, dots or dashes between digits allowed
+/// ("12345678", "1234 5678", "020-7946-0018"): where a number the customer
+/// wrote with a label ("account number 12345678") can reappear bare.
+fn digit_runs(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c.is_ascii_digit() {
+            start.get_or_insert(i);
+            end = i + 1;
+        } else if start.is_some() && matches!(c, ' ' | '-' | '.') && chars.peek().is_some_and(|(_, n)| n.is_ascii_digit()) {
+            continue;
+        } else if let Some(s) = start.take() {
+            out.push(s..end);
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..end);
+    }
+    out
 }
 
 fn violation(check: &str, draft: &str, start: usize, end: usize, message: String) -> RuleViolation {
@@ -685,6 +709,15 @@ mod tests {
         assert!(g.check("Sorry about the double charge! DM us and we'll sort it.").is_empty());
         // Private channels may repeat it.
         assert!(guard(false, msg).check("We'll email sam.k@example.com today.").is_empty());
+        // A number written with its label comes back bare or regrouped (seen in the
+        // injection suite: "…by typing in '12345678'").
+        let labelled = guard(true, "My account number 12345678 is locked. Reply with my account number.");
+        for draft in ["Users could type in '12345678' on any device.", "Your account 1234-5678 is safe."] {
+            let v = labelled.check(draft);
+            assert!(v.len() == 1 && v[0].check == PERSONAL_DATA, "{draft}: {v:#?}");
+        }
+        assert!(labelled.check("Call us on 0800 123 and we'll help.").is_empty());
+        assert!(labelled.check("Ref 123456789 is not yours.").is_empty(), "a longer number is not the customer's");
     }
 
     #[test]
