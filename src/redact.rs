@@ -8,8 +8,11 @@
 //! masked as a phone number, which costs a log reader little, while a missed
 //! card number costs a customer a lot. The patterns compile once.
 //!
-//! `crate::draft::check::personal_data` (the draft-side check for public
-//! channels) finds the same kinds; the two are meant to be unified.
+//! `crate::style::pii::find` (behind the draft-side `Draft.PersonalData`
+//! check) finds the same kinds but strictly (Luhn-valid cards, phones of 9+
+//! digits), because a false hit there rejects a draft; here a false hit only
+//! masks a log word, so the patterns are looser on purpose. Sharing one set
+//! would loosen that check or let logs keep numbers this masks.
 
 use regex::Regex;
 use std::borrow::Cow;
