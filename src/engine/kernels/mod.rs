@@ -198,7 +198,7 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile_call {
     ($kd:expr, $t:expr, $r:expr, $($arg:expr),*) => {{
-        use avx2::{tile, KD_Q4_1, KD_Q5_0, KD_Q8_0};
+        use avx2::{tile, KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
         macro_rules! by_r {
             ($K:ident, $T:literal) => {
                 match $r {
@@ -222,6 +222,7 @@ macro_rules! tile_call {
         match $kd {
             KD_Q4_1 => by_t!(KD_Q4_1),
             KD_Q5_0 => by_t!(KD_Q5_0),
+            KD_Q6K => by_t!(KD_Q6K),
             _ => by_t!(KD_Q8_0),
         }
     }};
@@ -239,6 +240,7 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
         Kind::Q4_1 => avx2::KD_Q4_1,
         Kind::Q5_0 => avx2::KD_Q5_0,
         Kind::Q8_0 => avx2::KD_Q8_0,
+        Kind::Q6K => avx2::KD_Q6K,
     };
     let rows = r_end - r_begin;
     // Q4_1 minimums widened once per task into a per-thread buffer (no
