@@ -92,8 +92,11 @@ const SHAPES: &[(usize, usize, usize)] = &[
 fn every_isa_matches_the_dequantised_f32_matmul() {
     let pool = pool::Pool::new(2);
     let mut isas = vec![Isa::Scalar];
-    if isa() == Isa::Avx2 {
+    if matches!(isa(), Isa::Avx2 | Isa::Avx512) {
         isas.push(Isa::Avx2);
+    }
+    if isa() == Isa::Avx512 {
+        isas.push(Isa::Avx512);
     }
     for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
         for (si, &(m, rows, k)) in SHAPES.iter().enumerate() {
@@ -114,7 +117,7 @@ fn every_isa_matches_the_dequantised_f32_matmul() {
 
 #[test]
 fn simd_equals_scalar_up_to_float_summation_order() {
-    if isa() != Isa::Avx2 {
+    if !matches!(isa(), Isa::Avx2 | Isa::Avx512) {
         eprintln!("no AVX2 on this CPU: nothing to compare");
         return;
     }
@@ -213,7 +216,7 @@ fn ggml_lanes_dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
 
 #[test]
 fn q5_0_and_q8_0_are_bitwise_llama_cpp_numerics() {
-    if isa() != Isa::Avx2 {
+    if !matches!(isa(), Isa::Avx2 | Isa::Avx512) {
         return;
     }
     let pool = pool::Pool::new(2);
@@ -222,12 +225,14 @@ fn q5_0_and_q8_0_are_bitwise_llama_cpp_numerics() {
             let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 21)).unwrap();
             let x = random_x(m, k, 22);
             let a = quantize(&x, m, k, Isa::Avx2);
-            let mut got = vec![0f32; m * rows];
-            matmul_with(&w, &x, m, &mut got, Isa::Avx2, &pool);
-            for t in 0..m {
-                for r in 0..rows {
-                    let want = ggml_lanes_dot(&w, r, &a, t);
-                    assert_eq!(got[t * rows + r].to_bits(), want.to_bits(), "{kind:?} m={m} t={t} r={r}: {} vs {want}", got[t * rows + r]);
+            for isa in [Isa::Avx2, isa()] {
+                let mut got = vec![0f32; m * rows];
+                matmul_with(&w, &x, m, &mut got, isa, &pool);
+                for t in 0..m {
+                    for r in 0..rows {
+                        let want = ggml_lanes_dot(&w, r, &a, t);
+                        assert_eq!(got[t * rows + r].to_bits(), want.to_bits(), "{kind:?} {isa:?} m={m} t={t} r={r}: {} vs {want}", got[t * rows + r]);
+                    }
                 }
             }
         }
@@ -327,4 +332,51 @@ fn k_quant_rows_must_be_whole_super_blocks() {
     assert_eq!(Packed::from_ggml(Kind::Q6K, 2, 288, &[0; 420]).unwrap_err(), PackError::SuperRowLength { k: 288 });
     let e = Packed::q4_1_from_q4_k(2, 256, &[0u8; 100]).unwrap_err();
     assert!(e.to_string().contains("100 bytes"), "{e}");
+}
+
+/// The AVX-512 tile gives exactly the AVX2 tile's floats (bit for bit), for
+/// prompt and decode shapes, odd row counts and the Q6K fallback.
+#[test]
+fn avx512_is_bitwise_avx2() {
+    if isa() != Isa::Avx512 {
+        eprintln!("no AVX-512 VNNI on this CPU: nothing to compare");
+        return;
+    }
+    let pool = pool::Pool::new(2);
+    let shapes: &[(usize, usize, usize)] = &[(1, 8, 896), (1, 13, 96), (2, 7, 576), (3, 5, 256), (4, 16, 576), (5, 9, 288), (9, 6, 128), (17, 33, 576), (128, 10, 896), (1, 40, 4864)];
+    for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
+        for (si, &(m, rows, k)) in shapes.iter().enumerate() {
+            let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 200 + si as u64)).unwrap();
+            let x = random_x(m, k, 300 + si as u64);
+            let mut a2 = vec![f32::NAN; m * rows];
+            let mut a5 = vec![f32::NAN; m * rows];
+            matmul_with(&w, &x, m, &mut a2, Isa::Avx2, &pool);
+            matmul_with(&w, &x, m, &mut a5, Isa::Avx512, &pool);
+            for i in 0..a2.len() {
+                assert_eq!(a2[i].to_bits(), a5[i].to_bits(), "{kind:?} m={m} rows={rows} k={k} at {i}: avx2 {} avx512 {}", a2[i], a5[i]);
+            }
+        }
+    }
+    // Q8_0 weights at the extremes (−128 included): the unsigned-offset trick stays exact.
+    let (m, rows, k) = (4, 6, 256);
+    let mut bytes = random_ggml(Kind::Q8_0, rows, k, 9);
+    for blk in bytes.chunks_mut(34) {
+        blk[2] = 0x80;
+        blk[3] = 0x7f;
+    }
+    let w = Packed::from_ggml(Kind::Q8_0, rows, k, &bytes).unwrap();
+    let x = random_x(m, k, 10);
+    let (mut s, mut v) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+    matmul_with(&w, &x, m, &mut s, Isa::Scalar, &pool);
+    matmul_with(&w, &x, m, &mut v, Isa::Avx512, &pool);
+    for i in 0..s.len() {
+        assert!((s[i] - v[i]).abs() <= 1e-4 * (1.0 + s[i].abs()), "Q8_0 extremes at {i}: scalar {} avx512 {}", s[i], v[i]);
+    }
+    let bytes = random_k_quant(false, 9, 512, 5);
+    let w = Packed::from_ggml(Kind::Q6K, 9, 512, &bytes).unwrap();
+    let x = random_x(5, 512, 6);
+    let (mut a2, mut a5) = (vec![0f32; 45], vec![0f32; 45]);
+    matmul_with(&w, &x, 5, &mut a2, Isa::Avx2, &pool);
+    matmul_with(&w, &x, 5, &mut a5, Isa::Avx512, &pool);
+    assert_eq!(a2, a5, "Q6K runs the AVX2 tile under Avx512");
 }
