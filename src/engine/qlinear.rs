@@ -1,10 +1,11 @@
 //! A quantized linear layer: the one place where weight matmuls happen, so the
 //! kernels behind it can be swapped without touching the model files.
 //!
-//! Q4_1, Q5_0 and Q8_0 weights run on our own kernels (`engine::kernels`:
+//! Q4_1, Q5_0, Q8_0 and Q6_K weights run on our own kernels (`engine::kernels`:
 //! AVX2 integer dot products, a tiled GEMM for prompts, a persistent thread
-//! pool); other quantized types (Q4_K, Q6_K, …) are re-quantised to Q8_0 at load
-//! and run there too. f32/f16/bf16 weights and non-CPU tensors stay on candle's
+//! pool); Q4_K is repacked as Q4_1 (same quants, per-32 scale and minimum
+//! rounded to f16); other quantized types (Q5_K, Q4_0, …) are re-quantised to
+//! Q8_0 at load and run there too. f32/f16/bf16 weights and non-CPU tensors stay on candle's
 //! `QMatMul`. `BRANDVOICE_QLINEAR=candle` (or [`QLinearOptions`]) keeps every
 //! layer on candle — the "plain candle" baseline of BENCHMARKS.md.
 
@@ -73,6 +74,7 @@ fn native_kind(dt: GgmlDType) -> Option<Kind> {
         GgmlDType::Q4_1 => Some(Kind::Q4_1),
         GgmlDType::Q5_0 => Some(Kind::Q5_0),
         GgmlDType::Q8_0 => Some(Kind::Q8_0),
+        GgmlDType::Q6K => Some(Kind::Q6K),
         _ => None,
     }
 }
@@ -93,9 +95,12 @@ impl QLinear {
         let is_float = matches!(dt, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         let inner = if opts.backend == Backend::Candle || !on_cpu || is_float || in_features % 32 != 0 {
             Inner::Candle(QMatMul::from_qtensor(w)?)
-        } else if let Some(kind) = native_kind(dt) {
+        } else if let Some(kind) = native_kind(dt).filter(|k| in_features % k.ggml_block_elems() == 0) {
             let data = w.data()?;
             Inner::Packed(Packed::from_ggml(kind, out_features, in_features, &data).map_err(pack_err)?)
+        } else if dt == GgmlDType::Q4K && in_features % kernels::blocks::QK_K == 0 {
+            let data = w.data()?;
+            Inner::Packed(Packed::q4_1_from_q4_k(out_features, in_features, &data).map_err(pack_err)?)
         } else if opts.requant_to_q8_0 {
             let f = w.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
             drop(w);
