@@ -1,4 +1,4 @@
-//! AVX-512 (F, BW, DQ, VL, VNNI) tile kernel for Q4_1, Q5_0 and Q8_0 —
+//! AVX-512 (F, BW, DQ, VL, VNNI) tile kernel for Q4_1, Q5_0, Q8_0 and Q6K —
 //! the same floats as `avx2::tile`, in fewer instructions.
 //!
 //! Why: prompt processing is bound by the integer dot products. The AVX2
@@ -14,11 +14,14 @@
 //! (`d_w·d_y` is one f32 multiply in both), reduced by the same `hsum`, and
 //! Q4_1's `Σ m·s` term is the same scalar FMA chain. Q8_0 avoids the sign
 //! trick: activations are offset to unsigned (`y + 128`) and `128·Σw` is
-//! subtracted as the accumulator's starting value (exact in i32).
+//! subtracted as the accumulator's starting value (exact in i32). Q6K runs
+//! its unsigned quants through `vpdpbusd` starting from `−32·Σy` and then
+//! multiplies each lane by its 16-element sub-scale (`vpmulld`): the same
+//! lane integers as the AVX2 `maddubs`/`madd`-by-scale path.
 
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{self, KD_Q4_1, KD_Q5_0};
+use super::avx2::{self, KD_Q4_1, KD_Q5_0, KD_Q6K};
 use super::blocks::{Acts, Packed, QK};
 use std::arch::x86_64::*;
 
@@ -47,7 +50,7 @@ unsafe fn nibbles_pair(p0: *const u8, p1: *const u8) -> __m512i {
 /// `out[(t0+j)·ldo + r0+i] = W[r0+i] · A[t0+j]` for `j < T`, `i < 2P`, with
 /// exactly the floats of `avx2::tile::<KD, T, 2P>`.
 ///
-/// `KD`: `avx2::KD_Q4_1`, `KD_Q5_0` or `KD_Q8_0`. `cwf` as for `avx2::tile`.
+/// `KD`: `avx2::KD_Q4_1`, `KD_Q5_0`, `KD_Q8_0` or `KD_Q6K`. `cwf` as for `avx2::tile`.
 ///
 /// # Safety
 /// CPU has the features of [`available`]; `r0 + 2P <= w.rows`, `t0 + T <= a.m`,
@@ -64,7 +67,8 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     ldo: usize,
 ) {
     let (nb, nbp, k) = (w.nb, w.nbp, a.k);
-    let qsb = if KD == KD_Q4_1 || KD == KD_Q5_0 { 16 } else { 32 };
+    let qsb = if KD == KD_Q4_1 || KD == KD_Q5_0 || KD == KD_Q6K { 16 } else { 32 };
+    let sc_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); P]; T];
     let wq = w.qs.as_ptr().add(r0 * nb * qsb);
@@ -87,6 +91,7 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
         let idx = _mm512_add_epi32(half_base, _mm512_set1_epi32((b % 8) as i32));
         let mut wv = [zero; P];
         let mut init = [zero; P];
+        let mut scv = [zero; P];
         let mut bw = [_mm512_setzero_ps(); P];
         for p in 0..P {
             let q0 = wq.add((2 * p * nb + b) * qsb);
@@ -99,13 +104,26 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
                     let h1 = *w.qh.get_unchecked((r0 + 2 * p + 1) * nb + b) as u64;
                     _mm512_mask_add_epi8(n, h0 | (h1 << 32), n, _mm512_set1_epi8(0x10))
                 }
+                KD_Q6K => {
+                    let (ra, rb) = ((r0 + 2 * p) * nb + b, (r0 + 2 * p + 1) * nb + b);
+                    let h0 = *w.h2.get_unchecked(ra) as i64;
+                    let h1 = *w.h2.get_unchecked(rb) as i64;
+                    let h = _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0);
+                    let h = _mm512_srlv_epi64(h, _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0));
+                    let h = _mm512_slli_epi16(_mm512_and_si512(h, _mm512_set1_epi8(3)), 4);
+                    let s0 = (w.sc.as_ptr().add(ra * 2) as *const i32).read_unaligned();
+                    let s1 = (w.sc.as_ptr().add(rb * 2) as *const i32).read_unaligned();
+                    let s16 = _mm256_castsi128_si256(_mm_set_epi32(0, 0, s1, s0));
+                    scv[p] = _mm512_permutexvar_epi32(sc_idx, _mm512_cvtepi16_epi32(s16));
+                    _mm512_or_si512(nibbles_pair(q0, q1), h)
+                }
                 _ => {
                     let lo = _mm256_loadu_si256(q0 as *const __m256i);
                     let hi = _mm256_loadu_si256(q1 as *const __m256i);
                     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
                 }
             };
-            if KD != KD_Q4_1 && KD != KD_Q5_0 {
+            if KD != KD_Q4_1 && KD != KD_Q5_0 && KD != KD_Q6K {
                 // −128·Σw per lane: the offset the unsigned activations add.
                 init[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(-128), wv[p]));
             }
@@ -120,11 +138,17 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
                     let y16 = _mm256_loadu_si256(a.y16.as_ptr().add(((t0 + j) * nb + b) * 8) as *const __m256i);
                     (y, _mm512_sub_epi32(zero, _mm512_broadcast_i64x4(y16)))
                 }
+                KD_Q6K => {
+                    // 32·Σy per lane = 2 · (16·Σy).
+                    let y16 = _mm256_loadu_si256(a.y16.as_ptr().add(((t0 + j) * nb + b) * 8) as *const __m256i);
+                    (y, _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_broadcast_i64x4(y16), 1)))
+                }
                 _ => (_mm512_xor_si512(y, _mm512_set1_epi8(-128)), zero),
             };
             for p in 0..P {
                 let si = match KD {
                     KD_Q4_1 | KD_Q5_0 => _mm512_dpbusd_epi32(start, wv[p], y),
+                    KD_Q6K => _mm512_mullo_epi32(_mm512_dpbusd_epi32(start, wv[p], y), scv[p]),
                     _ => _mm512_dpbusd_epi32(init[p], y, wv[p]),
                 };
                 let s = _mm512_cvtepi32_ps(si);

@@ -215,13 +215,7 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
             Isa::Avx2 => unsafe { avx2_rows(w, &a, r_begin, r_end, rt, tp, p.0, ldo) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: features checked by `isa()`; tasks write disjoint rows.
-            Isa::Avx512 => unsafe {
-                if w.kind == Kind::Q6K {
-                    avx2_rows(w, &a, r_begin, r_end, rd.max(1), tp, p.0, ldo)
-                } else {
-                    avx512_rows(w, &a, r_begin, r_end, pairs, tp5, p.0, ldo)
-                }
-            },
+            Isa::Avx512 => unsafe { avx512_rows(w, &a, r_begin, r_end, pairs, tp5, p.0, ldo) },
             _ => {
                 for r in r_begin..r_end {
                     for t in 0..m {
@@ -271,7 +265,7 @@ macro_rules! tile_call {
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile512_call {
     ($kd:expr, $t:expr, $p:expr, $($arg:expr),*) => {{
-        use avx2::{KD_Q4_1, KD_Q5_0, KD_Q8_0};
+        use avx2::{KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
         use avx512::tile;
         macro_rules! by_p {
             ($K:ident, $T:literal) => {
@@ -296,6 +290,7 @@ macro_rules! tile512_call {
         match $kd {
             KD_Q4_1 => by_t!(KD_Q4_1),
             KD_Q5_0 => by_t!(KD_Q5_0),
+            KD_Q6K => by_t!(KD_Q6K),
             _ => by_t!(KD_Q8_0),
         }
     }};
@@ -328,7 +323,7 @@ fn with_widened_mins<R>(w: &Packed, r_begin: usize, r_end: usize, f: impl FnOnce
 ///
 /// # Safety
 /// CPU has the features of `avx512::available`; `out` is `a.m × ldo`; no
-/// other thread writes these rows; `w.kind` is not Q6K.
+/// other thread writes these rows.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn avx512_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, pairs: usize, tp: usize, out: *mut f32, ldo: usize) {
@@ -336,7 +331,8 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, pairs:
     let kd = match w.kind {
         Kind::Q4_1 => avx2::KD_Q4_1,
         Kind::Q5_0 => avx2::KD_Q5_0,
-        _ => avx2::KD_Q8_0,
+        Kind::Q6K => avx2::KD_Q6K,
+        Kind::Q8_0 => avx2::KD_Q8_0,
     };
     with_widened_mins(w, r_begin, r_end, |mins| {
         let mut r = r_begin;

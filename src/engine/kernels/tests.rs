@@ -372,11 +372,15 @@ fn avx512_is_bitwise_avx2() {
     for i in 0..s.len() {
         assert!((s[i] - v[i]).abs() <= 1e-4 * (1.0 + s[i].abs()), "Q8_0 extremes at {i}: scalar {} avx512 {}", s[i], v[i]);
     }
-    let bytes = random_k_quant(false, 9, 512, 5);
-    let w = Packed::from_ggml(Kind::Q6K, 9, 512, &bytes).unwrap();
-    let x = random_x(5, 512, 6);
-    let (mut a2, mut a5) = (vec![0f32; 45], vec![0f32; 45]);
-    matmul_with(&w, &x, 5, &mut a2, Isa::Avx2, &pool);
-    matmul_with(&w, &x, 5, &mut a5, Isa::Avx512, &pool);
-    assert_eq!(a2, a5, "Q6K runs the AVX2 tile under Avx512");
+    for &(m, rows, k) in &[(5usize, 9usize, 512usize), (128, 10, 768), (1, 40, 4864), (3, 7, 256)] {
+        let bytes = random_k_quant(false, rows, k, 5 + m as u64);
+        let w = Packed::from_ggml(Kind::Q6K, rows, k, &bytes).unwrap();
+        let x = random_x(m, k, 6);
+        let (mut a2, mut a5) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+        matmul_with(&w, &x, m, &mut a2, Isa::Avx2, &pool);
+        matmul_with(&w, &x, m, &mut a5, Isa::Avx512, &pool);
+        for i in 0..a2.len() {
+            assert_eq!(a2[i].to_bits(), a5[i].to_bits(), "Q6K m={m} rows={rows} k={k} at {i}: avx2 {} avx512 {}", a2[i], a5[i]);
+        }
+    }
 }
