@@ -50,7 +50,12 @@ unsafe fn nibbles_pair(p0: *const u8, p1: *const u8) -> __m512i {
 /// `out[(t0+j)·ldo + r0+i] = W[r0+i] · A[t0+j]` for `j < T`, `i < 2P`, with
 /// exactly the floats of `avx2::tile::<KD, T, 2P>`.
 ///
-/// `KD`: `avx2::KD_Q4_1`, `KD_Q5_0`, `KD_Q8_0` or `KD_Q6K`. `cwf` as for `avx2::tile`.
+/// `KD`: `avx2::KD_Q4_1`, `KD_Q5_0`, `KD_Q8_0` or `KD_Q6K`. `cwf` as for
+/// `avx2::tile`; for Q4_1 also `cwt`, the same minimums block-major (row
+/// `i` of this tile at `cwt[b·cwt_stride + i]`), and `st`, the activations'
+/// `s` block-major (`st[b·a.m + t]`): with them the `Σ m·s` chains of all
+/// (token, row) pairs of the tile advance as the lanes of one vector FMA
+/// (same operations per chain as the scalar form).
 ///
 /// # Safety
 /// CPU has the features of [`available`]; `r0 + 2P <= w.rows`, `t0 + T <= a.m`,
@@ -63,10 +68,24 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     a: &Acts,
     t0: usize,
     cwf: &[f32],
+    cwt: &[f32],
+    cwt_stride: usize,
+    st: &[f32],
     out: *mut f32,
     ldo: usize,
 ) {
     let (nb, nbp, k) = (w.nb, w.nbp, a.k);
+    let nr = 2 * P;
+    let vec_summs = KD == KD_Q4_1 && T * nr <= 16 && !cwt.is_empty() && !st.is_empty();
+    let (mut li, mut lj) = ([0i32; 16], [0i32; 16]);
+    for l in 0..(T * nr).min(16) {
+        li[l] = (l % nr) as i32;
+        lj[l] = (l / nr) as i32;
+    }
+    let cw_idx = _mm512_loadu_si512(li.as_ptr() as *const __m512i);
+    let sy_idx = _mm512_loadu_si512(lj.as_ptr() as *const __m512i);
+    let (cmask, smask) = (((1u32 << nr) - 1) as u16, ((1u32 << T) - 1) as u16);
+    let mut sv = _mm512_setzero_ps();
     let qsb = if KD == KD_Q4_1 || KD == KD_Q5_0 || KD == KD_Q6K { 16 } else { 32 };
     let sc_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     let zero = _mm512_setzero_si512();
@@ -89,6 +108,11 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
             }
         }
         let idx = _mm512_add_epi32(half_base, _mm512_set1_epi32((b % 8) as i32));
+        if vec_summs {
+            let c = _mm512_maskz_loadu_ps(cmask, cwt.as_ptr().add(b * cwt_stride));
+            let s = _mm512_maskz_loadu_ps(smask, st.as_ptr().add(b * a.m + t0));
+            sv = _mm512_fmadd_ps(_mm512_permutexvar_ps(cw_idx, c), _mm512_permutexvar_ps(sy_idx, s), sv);
+        }
         let mut wv = [zero; P];
         let mut init = [zero; P];
         let mut scv = [zero; P];
@@ -153,11 +177,22 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
                 };
                 let s = _mm512_cvtepi32_ps(si);
                 acc[j][p] = _mm512_fmadd_ps(s, _mm512_mul_ps(bw[p], dy), acc[j][p]);
-                if KD == KD_Q4_1 {
+                if KD == KD_Q4_1 && !vec_summs {
                     let syv = *sy.add(j * nbp + b);
                     for h in 0..2 {
                         summs[j][p][h] = (*cwf.get_unchecked((2 * p + h) * nbp + b)).mul_add(syv, summs[j][p][h]);
                     }
+                }
+            }
+        }
+    }
+    if vec_summs {
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), sv);
+        for j in 0..T {
+            for p in 0..P {
+                for h in 0..2 {
+                    summs[j][p][h] = lanes[j * nr + 2 * p + h];
                 }
             }
         }

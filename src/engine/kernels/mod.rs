@@ -204,6 +204,16 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
             r = e;
         }
     }
+    // Block-major copy of the activations' `s` for the AVX-512 Q4_1 tile.
+    let mut st = Vec::new();
+    if isa == Isa::Avx512 && ws.iter().any(|w| w.kind == Kind::Q4_1) {
+        st = vec![0f32; a.nb * m];
+        for t in 0..m {
+            for b in 0..a.nb {
+                st[b * m + t] = a.s[t * a.nbp + b];
+            }
+        }
+    }
     let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     let task = |ti: usize| {
         let (wi, r_begin, r_end) = tasks[ti];
@@ -215,7 +225,7 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
             Isa::Avx2 => unsafe { avx2_rows(w, &a, r_begin, r_end, rt, tp, p.0, ldo) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: features checked by `isa()`; tasks write disjoint rows.
-            Isa::Avx512 => unsafe { avx512_rows(w, &a, r_begin, r_end, pairs, tp5, p.0, ldo) },
+            Isa::Avx512 => unsafe { avx512_rows(w, &a, &st, r_begin, r_end, pairs, tp5, p.0, ldo) },
             _ => {
                 for r in r_begin..r_end {
                     for t in 0..m {
@@ -296,25 +306,35 @@ macro_rules! tile512_call {
     }};
 }
 
-/// Q4_1 minimums of rows `r_begin..r_end` widened to f32 in a per-thread
-/// buffer, then `f(widened)` (an empty slice for the other types).
-fn with_widened_mins<R>(w: &Packed, r_begin: usize, r_end: usize, f: impl FnOnce(&[f32]) -> R) -> R {
+/// Q4_1 minimums of rows `r_begin..r_end` widened to f32 in per-thread
+/// buffers, row-major (`[i][b]`, stride `nbp`) and block-major (`[b][i]`,
+/// stride `r_end − r_begin`), then `f(row_major, block_major)` (empty slices
+/// for the other types).
+fn with_widened_mins<R>(w: &Packed, r_begin: usize, r_end: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> R {
     thread_local! {
-        static MINS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        static MINS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
     if w.kind != Kind::Q4_1 {
-        return f(&[]);
+        return f(&[], &[]);
     }
     MINS.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        let n = (r_end - r_begin) * w.nbp;
-        if buf.len() < n {
-            buf.resize(n, 0.0);
+        let mut bufs = cell.borrow_mut();
+        let (rm, bm) = &mut *bufs;
+        let rows = r_end - r_begin;
+        let n = rows * w.nbp;
+        if rm.len() < n {
+            rm.resize(n, 0.0);
+            bm.resize(n, 0.0);
         }
-        for (d, s) in buf[..n].iter_mut().zip(&w.m[r_begin * w.nbp..r_end * w.nbp]) {
+        for (d, s) in rm[..n].iter_mut().zip(&w.m[r_begin * w.nbp..r_end * w.nbp]) {
             *d = s.to_f32();
         }
-        f(&buf[..n])
+        for i in 0..rows {
+            for b in 0..w.nb {
+                bm[b * rows + i] = rm[i * w.nbp + b];
+            }
+        }
+        f(&rm[..n], &bm[..n])
     })
 }
 
@@ -326,7 +346,7 @@ fn with_widened_mins<R>(w: &Packed, r_begin: usize, r_end: usize, f: impl FnOnce
 /// other thread writes these rows.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn avx512_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, pairs: usize, tp: usize, out: *mut f32, ldo: usize) {
+unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: usize, pairs: usize, tp: usize, out: *mut f32, ldo: usize) {
     let nbp = w.nbp;
     let kd = match w.kind {
         Kind::Q4_1 => avx2::KD_Q4_1,
@@ -334,17 +354,19 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, pairs:
         Kind::Q6K => avx2::KD_Q6K,
         Kind::Q8_0 => avx2::KD_Q8_0,
     };
-    with_widened_mins(w, r_begin, r_end, |mins| {
+    let rows = r_end - r_begin;
+    with_widened_mins(w, r_begin, r_end, |mins, mins_t| {
         let mut r = r_begin;
         while r < r_end {
             let left = r_end - r;
             let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[(r - r_begin) * nbp..] } else { &[] };
+            let cwt: &[f32] = if w.kind == Kind::Q4_1 { &mins_t[r - r_begin..] } else { &[] };
             let mut t = 0;
             if left >= 2 {
                 let np = pairs.min(left / 2);
                 while t < a.m {
                     let tt = tp.min(a.m - t);
-                    tile512_call!(kd, tt, np, w, r, a, t, cw, out, ldo);
+                    tile512_call!(kd, tt, np, w, r, a, t, cw, cwt, rows, st, out, ldo);
                     t += tt;
                 }
                 r += 2 * np;
