@@ -6,7 +6,10 @@
 //!   (`shared/data/reference/greedy-continuations.jsonl`) for at least 7.
 //!   The reference holds text, so our ids are decoded (with a minimal decoder
 //!   over `tokenizer.ggml.tokens`, independent of the engine's tokenizer) and
-//!   must be a prefix of llama.cpp's text.
+//!   must be a prefix of llama.cpp's text. The reference was made by an
+//!   AVX-512 build of llama.cpp; the engine follows that build's float order
+//!   (with AVX2 instructions), and SmolLM2's logits equal it bit for bit
+//!   (BENCHMARKS.md, "Greedy parity vs llama.cpp AVX-512").
 //! - Prefix: logits after forward(prefix) + forward(suffix) equal
 //!   forward(prefix + suffix); the same through `box_clone` and `truncate`.
 //! - Batch: `fork_batch(n)` + `forward_batch` equals n single sequences.
@@ -175,7 +178,6 @@ fn parity(name: &str, reference_key: &str) -> usize {
 }
 
 #[test]
-#[ignore = "open gap in issue 2: 5/8 against the 7/8 bar. Our logits now equal llama.cpp's (llama-cpp-python 0.3.36, CPU AVX2, flash attention auto) bit for bit and its greedy text for all 8 prompts (eval/bench/llama_dump.cpp); that build itself scores 5/8 on this reference (5/8 with flash attention off), so the reference came from other numerics; run with --ignored"]
 fn smollm2_greedy_matches_llama_cpp() {
     let m = parity("smollm2-135m", "smollm2-135m-instruct-q4_1");
     assert!(m >= 7, "smollm2: only {m}/8 prompts match llama.cpp");
