@@ -11,7 +11,9 @@
 //!   `m − m%4` tokens of a call through its gemm (one FMA per 64 values),
 //!   the rest through its gemv (one FMA per 256 values), min term separate;
 //! - Q6_K runs as `ggml_vec_dot_q6_K_q8_K` (AVX2 code, also used by AVX-512
-//!   builds): eight int32 lanes per block, one FMA per lane, `hsum_float_8`.
+//!   builds): eight int32 lanes per block, one FMA per lane, `hsum_float_8` —
+//!   but calls of 8 or more tokens go through llama.cpp's tiled K-quant matmul
+//!   (one `fma(f32(s1)·d_w, d_y, acc)` per block).
 //!
 //! The integer dot products use AVX2 when present and a scalar loop
 //! otherwise; both give the same integers, hence the same floats.
@@ -227,6 +229,27 @@ fn q6k_block_lanes_scalar(w: &[u8], y: &[i8], bsums: &[i16]) -> [i32; 8] {
     lanes
 }
 
+/// Q6_K in llama.cpp's tiled K-quant matmul (`ggml/src/ggml-cpu/tiled`), which
+/// takes over from `vec_dot` when a call multiplies 8 or more tokens: per
+/// block the whole scaled integer sum `s1`, then `acc = fma(f32(s1)·d_w, d_y, acc)`
+/// (GCC contracts its `add(acc, mul(r, d1))` into that FMA — read from the
+/// AVX-512 build's machine code).
+fn q6k_dot_tiled(w: &[u8], a: &Q8K, t: usize) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..a.nb {
+        let wb = &w[b * 210..(b + 1) * 210];
+        let bi = t * a.nb + b;
+        let dw = f16::from_le_bytes([wb[208], wb[209]]).to_f32();
+        let lanes = q6k_block_lanes(wb, &a.qs[bi * QK_K..(bi + 1) * QK_K], &a.bsums[bi * 16..(bi + 1) * 16]);
+        let s1: i32 = lanes.iter().sum();
+        acc = (s1 as f32 * dw).mul_add(a.d[bi], acc);
+    }
+    acc
+}
+
+/// Tokens per call from which llama.cpp runs Q6_K through its tiled matmul.
+pub const Q6K_TILED_MIN_TOKENS: usize = 8;
+
 fn q6k_dot(w: &[u8], a: &Q8K, t: usize) -> f32 {
     let mut acc = [0f32; 8];
     for b in 0..a.nb {
@@ -276,6 +299,7 @@ impl KQuantMatrix {
     pub fn dot(&self, r: usize, a: &Q8K, t: usize) -> f32 {
         match self.kind {
             KKind::Q4K => q4k_dot(self.row(r), a, t, t < a.m - a.m % 4),
+            KKind::Q6K if a.m >= Q6K_TILED_MIN_TOKENS => q6k_dot_tiled(self.row(r), a, t),
             KKind::Q6K => q6k_dot(self.row(r), a, t),
         }
     }
@@ -522,5 +546,20 @@ mod tests {
         assert_eq!(w.dot(0, &a, 4), q4k_dot(row, &a, 4, false));
         let a1 = Q8K::quantize(&x[..k], 1, k);
         assert_eq!(w.dot(0, &a1, 0), q4k_dot(row, &a1, 0, false));
+    }
+
+    /// Q6_K: fewer than 8 tokens per call use vec_dot's lanes, 8 or more the
+    /// tiled matmul's per-block sums; both are the same dot product.
+    #[test]
+    fn q6k_switches_to_the_tiled_order_at_eight_tokens() {
+        let (rows, k) = (8, 1024);
+        let w = KQuantMatrix::from_ggml(KKind::Q6K, rows, k, &blocks(KKind::Q6K, rows, k / QK_K)).unwrap();
+        let x = rand_f32(8 * k, 19);
+        let a7 = Q8K::quantize(&x[..7 * k], 7, k);
+        let a8 = Q8K::quantize(&x, 8, k);
+        let (v, t) = (w.dot(3, &a7, 0), w.dot(3, &a8, 0));
+        assert_eq!(v, q6k_dot(w.row(3), &a7, 0));
+        assert_eq!(t, q6k_dot_tiled(w.row(3), &a8, 0));
+        assert!((v - t).abs() <= 1e-4 * v.abs().max(1.0), "{v} vs {t}");
     }
 }
