@@ -54,7 +54,6 @@ fn check(name: &str, key: &str, fetch: bool) {
 }
 
 #[test]
-#[ignore = "open gap in issue 2: 5/8 against the 7/8 bar. Our logits now equal llama.cpp's (llama-cpp-python 0.3.36, CPU AVX2, flash attention auto) bit for bit and its greedy text for all 8 prompts (eval/bench/llama_dump.cpp); that build itself scores 5/8 on this reference (5/8 with flash attention off), so the reference came from other numerics; run with --ignored"]
 fn smollm2_greedy_follows_llama_cpp() {
     check("smollm2-135m", "smollm2-135m-instruct-q4_1", true);
 }

@@ -3,12 +3,16 @@
 //!
 //! Q4_1, Q5_0, Q8_0 and Q6_K weights run on our own kernels (`engine::kernels`:
 //! AVX2 integer dot products, a tiled GEMM for prompts, a persistent thread
-//! pool); Q4_K is repacked as Q4_1 (same quants, per-32 scale and minimum
-//! rounded to f16); other quantized types (Q5_K, Q4_0, …) are re-quantised to
-//! Q8_0 at load and run there too. f32/f16/bf16 weights and non-CPU tensors stay on candle's
+//! pool). Q4_K and Q6_K run by default on `kernels::kquant_exact`, which keeps
+//! llama.cpp's own float order (greedy parity with its AVX-512 build).
+//! `BRANDVOICE_KQUANT=fast` trades that for speed: Q6_K on the integer tiles
+//! (values unchanged, other summation order) and Q4_K repacked as Q4_1 (per-32
+//! scale and minimum rounded to f16). Other quantized types (Q5_K, Q4_0, …) are
+//! re-quantised to Q8_0 at load. f32/f16/bf16 weights and non-CPU tensors stay on candle's
 //! `QMatMul`. `BRANDVOICE_QLINEAR=candle` (or [`QLinearOptions`]) keeps every
 //! layer on candle — the "plain candle" baseline of BENCHMARKS.md.
 
+use super::kernels::kquant_exact::{KKind, KQuantMatrix};
 use super::kernels::{self, Kind, Packed};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Result, Storage, Tensor};
@@ -30,17 +34,20 @@ pub struct QLinearOptions {
     /// Re-quantise types without a native kernel (K-quants, Q4_0, Q5_1, …) to
     /// Q8_0 at load. When false they stay on candle's kernels.
     pub requant_to_q8_0: bool,
+    /// Run Q4_K/Q6_K on `kernels::kquant_exact` (llama.cpp's floats) instead
+    /// of the faster integer tiles (Q6_K native, Q4_K repacked as Q4_1).
+    pub exact_kquants: bool,
 }
 
 impl Default for QLinearOptions {
     fn default() -> Self {
-        QLinearOptions { backend: Backend::Auto, requant_to_q8_0: true }
+        QLinearOptions { backend: Backend::Auto, requant_to_q8_0: true, exact_kquants: true }
     }
 }
 
 impl QLinearOptions {
-    /// Defaults, overridden by `BRANDVOICE_QLINEAR=candle|auto` and
-    /// `BRANDVOICE_REQUANT=0|1`.
+    /// Defaults, overridden by `BRANDVOICE_QLINEAR=candle|auto`,
+    /// `BRANDVOICE_REQUANT=0|1` and `BRANDVOICE_KQUANT=exact|fast`.
     pub fn from_env() -> Self {
         let mut o = Self::default();
         if let Ok(v) = std::env::var("BRANDVOICE_QLINEAR") {
@@ -51,6 +58,9 @@ impl QLinearOptions {
         if let Ok(v) = std::env::var("BRANDVOICE_REQUANT") {
             o.requant_to_q8_0 = !(v == "0" || v.eq_ignore_ascii_case("false"));
         }
+        if let Ok(v) = std::env::var("BRANDVOICE_KQUANT") {
+            o.exact_kquants = !(v.eq_ignore_ascii_case("fast") || v.eq_ignore_ascii_case("q8_0"));
+        }
         o
     }
 }
@@ -58,6 +68,7 @@ impl QLinearOptions {
 #[derive(Debug)]
 enum Inner {
     Packed(Packed),
+    KQuant(KQuantMatrix),
     Candle(QMatMul),
 }
 
@@ -79,6 +90,14 @@ fn native_kind(dt: GgmlDType) -> Option<Kind> {
     }
 }
 
+fn kquant_kind(dt: GgmlDType) -> Option<KKind> {
+    match dt {
+        GgmlDType::Q4K => Some(KKind::Q4K),
+        GgmlDType::Q6K => Some(KKind::Q6K),
+        _ => None,
+    }
+}
+
 fn pack_err(e: kernels::PackError) -> candle_core::Error {
     candle_core::Error::Msg(format!("packing a quantized weight: {e}"))
 }
@@ -95,6 +114,12 @@ impl QLinear {
         let is_float = matches!(dt, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
         let inner = if opts.backend == Backend::Candle || !on_cpu || is_float || in_features % 32 != 0 {
             Inner::Candle(QMatMul::from_qtensor(w)?)
+        } else if let (true, Some(kind), 0) = (opts.exact_kquants, kquant_kind(dt), in_features % 256) {
+            let data = w.data()?;
+            Inner::KQuant(
+                KQuantMatrix::from_ggml(kind, out_features, in_features, &data)
+                    .map_err(|e| candle_core::Error::Msg(format!("packing a K-quant weight: {e}")))?,
+            )
         } else if let Some(kind) = native_kind(dt).filter(|k| in_features % k.ggml_block_elems() == 0) {
             let data = w.data()?;
             Inner::Packed(Packed::from_ggml(kind, out_features, in_features, &data).map_err(pack_err)?)
@@ -121,13 +146,15 @@ impl QLinear {
 
     /// True when this layer runs on our kernels (not candle's).
     pub fn is_native(&self) -> bool {
-        matches!(*self.inner, Inner::Packed(_))
+        matches!(*self.inner, Inner::Packed(_) | Inner::KQuant(_))
     }
 
     /// x: (..., in) f32 → (..., out) f32.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Inner::Candle(q) = &*self.inner {
-            return q.forward(x);
+        match &*self.inner {
+            Inner::Candle(q) => return q.forward(x),
+            Inner::KQuant(w) => return kquant_forward(w, x),
+            Inner::Packed(_) => {}
         }
         Ok(Self::forward_many(&[self], x)?.remove(0))
     }
@@ -141,7 +168,7 @@ impl QLinear {
             .iter()
             .map(|l| match &*l.inner {
                 Inner::Packed(w) => Some(w),
-                Inner::Candle(_) => None,
+                Inner::Candle(_) | Inner::KQuant(_) => None,
             })
             .collect();
         let Some(ws) = packed else {
@@ -180,6 +207,27 @@ impl QLinear {
             })
             .collect()
     }
+}
+
+/// x: (..., k) f32 → (..., rows) through the exact K-quant kernel.
+fn kquant_forward(w: &KQuantMatrix, x: &Tensor) -> Result<Tensor> {
+    if !matches!(x.device(), Device::Cpu) || x.dtype() != candle_core::DType::F32 {
+        candle_core::bail!("QLinear: expected an f32 CPU tensor, got {:?} on {:?}", x.dtype(), x.device());
+    }
+    let dims = x.dims();
+    let Some((&k, lead)) = dims.split_last() else {
+        candle_core::bail!("QLinear: input is a scalar, expected (..., features)");
+    };
+    if k != w.k {
+        candle_core::bail!("QLinear: input has {k} features, the weight expects {}", w.k);
+    }
+    let m: usize = lead.iter().product();
+    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; m * w.rows];
+    w.matmul(&xs, m, &mut out);
+    let mut shape = lead.to_vec();
+    shape.push(w.rows);
+    Tensor::from_vec(out, shape, &Device::Cpu)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! Q/K RMS norms before rope, post-attention and post-FFN norms, NEOX rope,
 //! final norm then the tied output, no logit soft-capping in the iSWA path.
 
-use super::layers::{attention, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
+use super::layers::{attention, dump, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
 use super::llama::output_weight;
 use super::{common, rope_freq_scale};
 use crate::engine::error::Result;
@@ -62,12 +62,16 @@ pub struct Gemma3Block {
     window: Option<usize>,
     attn_scale: f32,
     rope: Rope,
+    /// Layer index (names of the parity dumps).
+    layer: usize,
 }
 
 impl Block for Gemma3Block {
     fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
+        let il = self.layer;
         let h = self.attn_norm.forward(x)?;
+        dump::tensor("attn_norm", il, &h);
         let q = self.wq.forward(&h)?.reshape((b, s, self.n_head, self.head_dim))?;
         let k = self.wk.forward(&h)?.reshape((b, s, self.n_kv_head, self.head_dim))?;
         let v = self.wv.forward(&h)?.reshape((b, s, self.n_kv_head, self.head_dim))?;
@@ -76,12 +80,26 @@ impl Block for Gemma3Block {
         self.rope.apply(&mut q, b, s, self.n_head, pos)?;
         self.rope.apply(&mut k, b, s, self.n_kv_head, pos)?;
         kv.append(&k, &to_vec(&v)?, b, s)?;
-        let y = attention(&q, kv, b, s, self.n_head, self.n_kv_head, self.head_dim, pos, self.window, self.attn_scale)?;
+        // llama.cpp scales Q before attention (`ggml_scale(Qcur, f_attention_scale)`,
+        // then a kq scale of 1): the same product only when f16(q·s) = f16(q)·s,
+        // which fails where q·s is an f16 subnormal — so scale first, as it does.
+        for x in q.iter_mut() {
+            *x *= self.attn_scale;
+        }
+        let y = attention(&q, kv, b, s, self.n_head, self.n_kv_head, self.head_dim, pos, self.window, 1.0)?;
+        dump::tensor("kqv_out", il, &y);
         let y = self.post_attn_norm.forward(&self.wo.forward(&y)?)?;
+        dump::tensor("attn_post_norm", il, &y);
         let x = (x + y)?;
+        dump::tensor("sa_out", il, &x);
         let h = self.ffn_norm.forward(&x)?;
-        let h = self.post_ffn_norm.forward(&self.mlp.forward(&h)?)?;
-        Ok((&x + h)?)
+        dump::tensor("ffn_norm", il, &h);
+        let h = self.mlp.forward(&h)?;
+        dump::tensor("ffn_out", il, &h);
+        let h = self.post_ffn_norm.forward(&h)?;
+        let out = (&x + h)?;
+        dump::tensor("l_out", il, &out);
+        Ok(out)
     }
 }
 
@@ -153,11 +171,13 @@ pub fn load(g: &GgufFile, opts: &LoadOptions) -> Result<Box<dyn CausalLm>> {
             window: is_sliding.then_some(window),
             attn_scale,
             rope: if is_sliding { rope_local.clone() } else { rope_global.clone() },
+            layer: i,
         });
     }
     let embed = Embedding::from_gguf(g, "token_embd.weight", info.vocab_size, dim)?;
     let norm = RmsNorm::from_gguf(g, "output_norm.weight", dim, eps)?;
     let output = output_weight(g, info.vocab_size, dim)?;
-    let embed_scale = Some((dim as f64).sqrt());
+    // `sqrtf(n_embd)` in llama.cpp: the f32 square root, not a rounded f64 one.
+    let embed_scale = Some((dim as f32).sqrt() as f64);
     Ok(Box::new(Decoder::new(DecoderWeights { embed, embed_scale, blocks, norm, output, info })))
 }

@@ -522,7 +522,10 @@ fn gelu_like_ggml(x: f32) -> f32 {
         x
     } else {
         let h = half::f16::from_f32(x).to_f32();
-        let y = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + GELU_COEF_A * h * h)).tanh());
+        // GCC contracts ggml's `1.0f + GELU_COEF_A*x*x` into an FMA when it
+        // builds the table (checked against the AVX-512 build's table: this
+        // form equals all 63,488 finite entries, the plain one misses one).
+        let y = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (GELU_COEF_A * h).mul_add(h, 1.0)).tanh());
         half::f16::from_f32(y).to_f32()
     }
 }

@@ -258,9 +258,13 @@ pub unsafe fn quantize_row(x: &[f32], a: &mut Acts, t: usize) {
     }
 }
 
-/// llama.cpp's `ggml_v_expf` for AVX2 (ARM's optimized-routines algorithm,
-/// max error 1.45 ulp): ported instruction by instruction, so SiLU/SwiGLU
-/// give ggml's floats, not libm's.
+/// llama.cpp's `ggml_v_expf` as its **AVX-512** build computes it (ARM's
+/// optimized-routines algorithm, max error 1.45 ulp), emulated lane by lane
+/// with AVX2: the polynomial includes the leading 1 (`fma(c1, b, 1)`) and the
+/// result is `_mm512_scalef_ps(j, n)` = `j·2ⁿ` rounded once. The AVX2 build
+/// instead computes `fma(j', 2ⁿ, 2ⁿ)` and rounds differently in the last bit;
+/// the reference continuations were made with the AVX-512 build, so this is
+/// the order we follow on every CPU (only AVX2 instructions are used).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn v_expf(x: __m256) -> __m256 {
@@ -272,12 +276,6 @@ pub unsafe fn v_expf(x: __m256) -> __m256 {
         _mm256_set1_ps(f32::from_bits(0x35bf_be8e)), // 0x1.7f7d1cp-20
         _mm256_fnmadd_ps(n, _mm256_set1_ps(f32::from_bits(0x3f31_7200)), x), // 0x1.62e4p-1
     );
-    let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
-    let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0))));
-    let c = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(
-        _mm256_andnot_ps(_mm256_set1_ps(-0.0), n),
-        _mm256_set1_ps(126.0),
-    ));
     let u = _mm256_mul_ps(b, b);
     let j = _mm256_fmadd_ps(
         _mm256_fmadd_ps(
@@ -286,46 +284,53 @@ pub unsafe fn v_expf(x: __m256) -> __m256 {
             _mm256_fmadd_ps(_mm256_set1_ps(f32::from_bits(0x3e2a_af33)), b, _mm256_set1_ps(f32::from_bits(0x3eff_fedb))), // 0x1.555e66p-3, 0x1.fffdb6p-2
         ),
         u,
-        _mm256_mul_ps(_mm256_set1_ps(f32::from_bits(0x3f7f_fff6)), b), // 0x1.ffffecp-1
+        _mm256_fmadd_ps(_mm256_set1_ps(f32::from_bits(0x3f7f_fff6)), b, _mm256_set1_ps(1.0)), // 0x1.ffffecp-1
     );
-    if _mm256_movemask_ps(_mm256_castsi256_ps(c)) == 0 {
-        return _mm256_fmadd_ps(j, k, k);
+    // |n| ≤ 126: 2ⁿ is a normal float and j·2ⁿ rounds exactly as scalef does.
+    let big = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_andnot_ps(_mm256_set1_ps(-0.0), n), _mm256_set1_ps(126.0));
+    let k = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+    if _mm256_movemask_ps(big) == 0 {
+        return _mm256_mul_ps(j, k);
     }
-    let g = _mm256_and_si256(
-        _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps())),
-        _mm256_set1_epi32(0x8200_0000u32 as i32),
-    );
-    let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
-    let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
-    let d = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(
-        _mm256_andnot_ps(_mm256_set1_ps(-0.0), n),
-        _mm256_set1_ps(192.0),
-    ));
-    _mm256_or_ps(
-        _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
-        _mm256_andnot_ps(
-            _mm256_castsi256_ps(d),
-            _mm256_or_ps(
-                _mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
-                _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)),
-            ),
-        ),
-    )
+    // Rare lanes (|x| ≳ 87): scalef's result (subnormal, huge, ±overflow) via
+    // f64, where j·2ⁿ is exact and the conversion rounds once; |n| > 192 is
+    // ggml's explicit 0 / +inf.
+    let mut jv = [0f32; 8];
+    let mut nv = [0f32; 8];
+    let mut kv = [0f32; 8];
+    _mm256_storeu_ps(jv.as_mut_ptr(), j);
+    _mm256_storeu_ps(nv.as_mut_ptr(), n);
+    _mm256_storeu_ps(kv.as_mut_ptr(), _mm256_mul_ps(j, k));
+    for l in 0..8 {
+        kv[l] = scalef(jv[l], nv[l]);
+    }
+    _mm256_loadu_ps(kv.as_ptr())
+}
+
+/// `_mm512_scalef_ps(j, n)` for one lane of [`v_expf`] (with its |n| > 192 rule).
+fn scalef(j: f32, n: f32) -> f32 {
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    (j as f64 * 2f64.powi(n as i32)) as f32
 }
 
 /// `g[i] = silu(g[i]) · u[i]` as llama.cpp's `ggml_vec_swiglu_f32` computes
-/// it on AVX2 (`x / (1 + v_expf(−x))`, then the product); the tail past a
-/// multiple of 8 uses libm like ggml's scalar loop.
+/// it (`x / (1 + v_expf(−x))`, then the product, 16 lanes at a time in its
+/// AVX-512 build); the tail past a multiple of 16 uses libm like ggml's
+/// scalar loop.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn swiglu(g: &mut [f32], u: &[f32]) {
     let n = g.len().min(u.len());
     let mut i = 0;
-    while i + 8 <= n {
-        let x = _mm256_loadu_ps(g.as_ptr().add(i));
-        let e = v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x));
-        let s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
-        _mm256_storeu_ps(g.as_mut_ptr().add(i), _mm256_mul_ps(s, _mm256_loadu_ps(u.as_ptr().add(i))));
-        i += 8;
+    while i + 16 <= n {
+        for h in [i, i + 8] {
+            let x = _mm256_loadu_ps(g.as_ptr().add(h));
+            let e = v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x));
+            let s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+            _mm256_storeu_ps(g.as_mut_ptr().add(h), _mm256_mul_ps(s, _mm256_loadu_ps(u.as_ptr().add(h))));
+        }
+        i += 16;
     }
     for j in i..n {
         g[j] = g[j] / (1.0 + (-g[j]).exp()) * u[j];
@@ -341,8 +346,8 @@ unsafe fn r16x8(x: __m256) -> __m256 {
 
 /// One query row of llama.cpp's CPU flash attention with an f16 K/V cache
 /// (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`), reproducing its
-/// floats: `ggml_vec_dot_f16` (4 × 8-lane FMA accumulators over 32-element
-/// steps, then its reduction), the online softmax with libm `expf`, and the
+/// floats as its AVX-512 build computes them: `ggml_vec_dot_f16` (4 × 16-lane
+/// FMA accumulators over 64-element steps, then its reduction), the online softmax with libm `expf`, and the
 /// V accumulator kept in f16 (`ggml_vec_scale_f16`, `ggml_vec_mad_f16`).
 ///
 /// `q` holds f16-rounded values (`d` of them); key/value `j` of `keys` start
@@ -362,28 +367,37 @@ pub unsafe fn attend_row(
     o: &mut [f32],
 ) {
     let d = q.len();
-    let np = d & !31;
+    let np = d & !63;
     for a in o.iter_mut() {
         *a = 0.0;
     }
     let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
     for j in keys {
         let kr = kb.add(j * stride);
-        // ggml_vec_dot_f16
-        let mut acc = [_mm256_setzero_ps(); 4];
+        // ggml_vec_dot_f16 as the AVX-512 build runs it: 4 accumulators of
+        // 16 lanes over 64-element steps (each 16-lane register is a lo/hi
+        // pair of 8-lane ones here), reduced acc0+acc2, acc1+acc3, then the
+        // two; then GCC's `_mm512_reduce_add_ps`: hi256+lo256, hi128+lo128,
+        // [0]+[2] and [1]+[3], then those two. Leftovers in f64, as ggml.
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
         let mut i = 0;
         while i < np {
             for (a, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_loadu_ps(kr.add(i + 8 * a));
-                let y = _mm256_loadu_ps(q.as_ptr().add(i + 8 * a));
-                *acc = _mm256_fmadd_ps(x, y, *acc);
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_loadu_ps(kr.add(i + 16 * a + 8 * h));
+                    let y = _mm256_loadu_ps(q.as_ptr().add(i + 16 * a + 8 * h));
+                    *acc = _mm256_fmadd_ps(x, y, *acc);
+                }
             }
-            i += 32;
+            i += 64;
         }
-        let a0 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
-        let t0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps::<1>(a0));
-        let t1 = _mm_hadd_ps(t0, t0);
-        let mut sf = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) as f64;
+        let lo = _mm256_add_ps(_mm256_add_ps(acc[0][0], acc[2][0]), _mm256_add_ps(acc[1][0], acc[3][0]));
+        let hi = _mm256_add_ps(_mm256_add_ps(acc[0][1], acc[2][1]), _mm256_add_ps(acc[1][1], acc[3][1]));
+        let t3 = _mm256_add_ps(hi, lo);
+        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+        let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
+        let mut sf = _mm_cvtss_f32(t) as f64;
         for i in np..d {
             sf += (*kr.add(i) * q[i]) as f64;
         }

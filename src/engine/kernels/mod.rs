@@ -10,12 +10,18 @@
 //!   of the other types to Q8_0;
 //! - `avx2`: the SIMD tile kernel and quantiser (chosen at run time when the CPU
 //!   has AVX2+FMA+F16C); `scalar`: the portable fallback and test reference;
-//! - `pool`: the persistent thread pool that splits output rows across cores.
+//! - `pool`: the persistent thread pool that splits output rows across cores;
+//! - `kquant_exact`: Q4_K/Q6_K in llama.cpp's exact float order (greedy parity).
+//!
+//! The float order everywhere is that of llama.cpp's **AVX-512** build (which
+//! made the greedy reference), reproduced with AVX2 instructions so every
+//! x86-64 CPU with AVX2 gives the same floats.
 //!
 //! Threads: `BRANDVOICE_THREADS` or [`set_threads`] (default: all cores).
 //! `BRANDVOICE_KERNELS=scalar` forces the scalar path (for comparison).
 
 pub mod blocks;
+pub mod kquant_exact;
 pub mod pool;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]

@@ -384,3 +384,38 @@ fn avx512_is_bitwise_avx2() {
         }
     }
 }
+
+/// The AVX-512-order `v_expf` stays within ggml's documented error of the
+/// true exp, including the lanes that leave the normal range (the scalef
+/// emulation: subnormal results, overflow to +inf, ggml's 0 / +inf beyond |n| > 192).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn v_expf_is_accurate_across_the_range() {
+    if !super::avx2::available() {
+        return;
+    }
+    let xs: Vec<f32> = (-1100..=900).map(|i| i as f32 * 0.1 + 0.013).chain([-150.0, -104.5, 89.0, 200.0, 0.0]).collect();
+    for c in xs.chunks(8) {
+        let mut buf = [0f32; 8];
+        buf[..c.len()].copy_from_slice(c);
+        let mut out = [0f32; 8];
+        // SAFETY: features checked above.
+        unsafe {
+            use std::arch::x86_64::*;
+            _mm256_storeu_ps(out.as_mut_ptr(), super::avx2::v_expf(_mm256_loadu_ps(buf.as_ptr())));
+        }
+        for (&x, &y) in buf.iter().zip(&out) {
+            let want = (x as f64).exp();
+            if want > f32::MAX as f64 {
+                assert_eq!(y, f32::INFINITY, "exp({x})");
+            } else if want < 1e-45 {
+                assert!(y == 0.0 || y <= 1.5e-45, "exp({x}) = {y}");
+            } else if want > 1.2e-38 {
+                let ulp = (want as f32).to_bits() as i64 - y.to_bits() as i64;
+                assert!(ulp.abs() <= 2, "exp({x}): {y} vs {want} ({ulp} ulp)");
+            } else {
+                assert!(((y as f64) - want).abs() <= 2e-45, "exp({x}) = {y} vs {want}");
+            }
+        }
+    }
+}
