@@ -30,7 +30,7 @@
 //! Q/K RMS norms before rope, post-attention and post-FFN norms, NEOX rope,
 //! final norm then the tied output, no logit soft-capping in the iSWA path.
 
-use super::layers::{attention, dump, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
+use super::layers::{attention, dump, keep_last, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
 use super::llama::output_weight;
 use super::{common, rope_freq_scale};
 use crate::engine::error::Result;
@@ -67,7 +67,7 @@ pub struct Gemma3Block {
 }
 
 impl Block for Gemma3Block {
-    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize, last_only: bool) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let il = self.layer;
         let h = self.attn_norm.forward(x)?;
@@ -88,7 +88,8 @@ impl Block for Gemma3Block {
         }
         let y = attention(&q, kv, b, s, self.n_head, self.n_kv_head, self.head_dim, pos, self.window, 1.0)?;
         dump::tensor("kqv_out", il, &y);
-        let y = self.post_attn_norm.forward(&self.wo.forward(&y)?)?;
+        let (x, y) = keep_last(x.clone(), self.wo.forward(&y)?, last_only)?;
+        let y = self.post_attn_norm.forward(&y)?;
         dump::tensor("attn_post_norm", il, &y);
         let x = (x + y)?;
         dump::tensor("sa_out", il, &x);

@@ -603,8 +603,21 @@ pub fn linear(g: &GgufFile, name: &str, out: usize, inp: usize) -> Result<QLinea
 
 /// One transformer block of an architecture.
 pub trait Block: Send + Sync + 'static {
-    /// x (b, s, dim) at absolute positions pos..pos+s → (b, s, dim).
-    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize) -> Result<Tensor>;
+    /// x (b, s, dim) at absolute positions pos..pos+s → (b, s, dim), or
+    /// (b, 1, dim) with `last_only`: the last layer keeps only the last
+    /// position after attention, as llama.cpp does (`inp_out_ids`), so its
+    /// MLP multiplies one token per sequence — which matters for the K-quant
+    /// kernels, whose rounding follows the number of tokens per call.
+    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize, last_only: bool) -> Result<Tensor>;
+}
+
+/// `(x, y)` → their last positions only, `(b, 1, dim)` each, when `last_only`.
+pub fn keep_last(x: Tensor, y: Tensor, last_only: bool) -> Result<(Tensor, Tensor)> {
+    let s = x.dim(1)?;
+    if !last_only || s == 1 {
+        return Ok((x, y));
+    }
+    Ok((x.narrow(1, s - 1, 1)?.contiguous()?, y.narrow(1, s - 1, 1)?.contiguous()?))
 }
 
 /// Weights shared by every copy of a model (behind one `Arc`).
@@ -657,10 +670,12 @@ impl<B: Block> Decoder<B> {
         if let Some(scale) = self.w.embed_scale {
             x = (x * scale)?;
         }
-        for (block, kv) in self.w.blocks.iter().zip(self.kv.iter_mut()) {
-            x = block.forward(&x, kv, pos)?;
+        let n = self.w.blocks.len();
+        for (il, (block, kv)) in self.w.blocks.iter().zip(self.kv.iter_mut()).enumerate() {
+            x = block.forward(&x, kv, pos, il + 1 == n)?;
         }
-        let x = x.i((.., s - 1, ..))?.contiguous()?;
+        let last = x.dim(1)? - 1;
+        let x = x.i((.., last, ..))?.contiguous()?;
         let x = self.w.norm.forward(&x)?;
         Ok(self.w.output.forward(&x)?)
     }

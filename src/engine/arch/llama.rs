@@ -26,7 +26,7 @@
 //! gated MLP, interleaved ("NORM") rope because the GGUF converter permutes
 //! Q/K, attention scale 1/√head_dim, output falls back to the tied embedding.
 
-use super::layers::{attention, dump, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
+use super::layers::{attention, dump, keep_last, linear, to_vec, Activation, Block, Decoder, DecoderWeights, Embedding, KvCache, Mlp, RmsNorm, Rope, RopeStyle};
 use super::{common, rope_freq_scale};
 use crate::engine::error::Result;
 use crate::engine::gguf::GgufFile;
@@ -62,7 +62,7 @@ fn add_bias(x: Tensor, b: &Option<Tensor>) -> Result<Tensor> {
 }
 
 impl Block for LlamaBlock {
-    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, kv: &mut KvCache, pos: usize, last_only: bool) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let il = self.layer;
         let h = self.attn_norm.forward(x)?;
@@ -86,6 +86,7 @@ impl Block for LlamaBlock {
         dump::tensor("kqv_out", il, &y);
         let y = self.wo.forward(&y)?;
         dump::tensor("attn_out", il, &y);
+        let (x, y) = keep_last(x.clone(), y, last_only)?;
         let x = (x + y)?;
         dump::tensor("ffn_inp", il, &x);
         let h = self.ffn_norm.forward(&x)?;
