@@ -221,3 +221,43 @@ fn time_breakdown() {
     let one = t.elapsed();
     eprintln!("300 tweets: embed {embed:?}, lexicon {lex:?}, escalation {esc:?}, language {lang:?}; one analyze {one:?}");
 }
+
+/// Bulk analysis (token-sorted batches on all cores) must give what one-by-one analysis gives.
+#[test]
+fn batching_matches_one_by_one() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/eval/mood/en.jsonl")).expect("read");
+    let mut msgs: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().expect("text").to_string())
+        .collect();
+    // Lengths far apart, so batches pad, and more messages than one batch holds.
+    msgs.push("ok".into());
+    msgs.push("Why ".repeat(150));
+    msgs.push("ありがとうございました！".into());
+    let refs: Vec<&str> = msgs.iter().map(|s| s.as_str()).collect();
+    let bulk = det().analyze_batch(&refs).expect("batch");
+    let vecs = det().embedder().embed_batch(&refs).expect("embed batch");
+    for (i, m) in refs.iter().enumerate() {
+        let one = det().analyze(m).expect("one");
+        assert_eq!(one.mood, bulk[i].mood, "{m:?}");
+        assert_eq!(one.polarity, bulk[i].polarity, "{m:?}");
+        for (a, b) in one.moods.iter().zip(&bulk[i].moods) {
+            assert!((a.probability - b.probability).abs() < 1e-3, "{m:?}: {a:?} vs {b:?}");
+        }
+        let alone = det().embedder().embed(m).expect("embed");
+        assert!(mood::embed::dot(&alone, &vecs[i]) > 0.9999, "{m:?}");
+    }
+}
+
+#[test]
+fn batch_plan_sorts_and_bounds() {
+    let counts = [30, 5, 200, 7, 6, 31, 128, 129];
+    let plan = mood::embed::plan_batches(&counts);
+    let mut seen: Vec<usize> = plan.iter().flatten().copied().collect();
+    seen.sort();
+    assert_eq!(seen, (0..counts.len()).collect::<Vec<_>>());
+    for b in &plan {
+        assert!(b.windows(2).all(|w| counts[w[0]] <= counts[w[1]]), "{b:?}");
+    }
+    assert!(mood::embed::plan_batches(&[]).is_empty());
+}

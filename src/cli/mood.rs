@@ -53,16 +53,30 @@ pub struct LoadArgs {
     /// Directory of all-MiniLM-L6-v2 (model.safetensors, tokenizer.json, config.json).
     #[arg(long, value_name = "DIR")]
     embedding_dir: Option<PathBuf>,
+    /// Score the mood of non-Latin-script messages (Japanese, Hindi, …) with this local
+    /// language model too (e.g. qwen2.5-0.5b), instead of the lexicon alone.
+    #[arg(long, value_name = "MODEL")]
+    lm: Option<String>,
+    /// Share of the language model against the lexicon on that path, 0..=1.
+    #[arg(long, value_name = "W", default_value_t = mood::LM_WEIGHT)]
+    lm_weight: f32,
 }
 
 impl LoadArgs {
     fn load(&self) -> anyhow::Result<MoodDetector> {
+        if !(0.0..=1.0).contains(&self.lm_weight) {
+            bail!("--lm-weight must be between 0 and 1, got {}", self.lm_weight);
+        }
         let heads = match &self.heads {
             Some(p) => HeadsFile::read(p)?,
             None => HeadsFile::builtin()?,
         };
         let dir = self.embedding_dir.clone().unwrap_or_else(mood::embed::default_model_dir);
-        Ok(MoodDetector::load_with(&dir, heads)?)
+        let det = MoodDetector::load_with(&dir, heads)?;
+        Ok(match &self.lm {
+            Some(spec) => det.with_lm(mood::lm::LmMood::load(spec)?, self.lm_weight),
+            None => det,
+        })
     }
 }
 
@@ -90,6 +104,12 @@ pub struct TrainArgs {
     /// joy/optimism → positive).
     #[arg(long)]
     sentiment_extra: bool,
+    /// Train the format-1 recipe (embedding + signals, weak labels) instead of the default.
+    #[arg(long)]
+    baseline: bool,
+    /// Also measure every recipe variant and print the table (slow: ~10 models × 5 folds).
+    #[arg(long)]
+    variants: bool,
     /// Directory of all-MiniLM-L6-v2.
     #[arg(long, value_name = "DIR")]
     embedding_dir: Option<PathBuf>,
@@ -261,7 +281,11 @@ fn run_train(t: TrainArgs) -> anyhow::Result<ExitCode> {
         data_dir: t.data.clone(),
         folds: t.folds,
         epochs: t.epochs,
-        sentiment_extra: t.sentiment_extra,
+        recipe: {
+            let r = if t.baseline { train::Recipe::BASELINE } else { train::Recipe::DEFAULT };
+            train::Recipe { sentiment_extra: r.sentiment_extra || t.sentiment_extra, ..r }
+        },
+        variants: t.variants,
     };
     let start = Instant::now();
     let heads = train::train(&embedder, &lexicon, &opts, &|m| eprintln!("[{:>6.1}s] {m}", start.elapsed().as_secs_f32()))?;

@@ -23,11 +23,15 @@ pub mod escalation;
 pub mod eval;
 pub mod head;
 pub mod language;
+pub mod lm;
+pub mod ngram;
 pub mod signals;
 pub mod train;
+pub mod tweet;
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use embed::Embedder;
@@ -64,6 +68,8 @@ pub enum MoodError {
     Escalation(#[from] escalation::EscalationError),
     #[error(transparent)]
     Heads(#[from] train::HeadsError),
+    #[error(transparent)]
+    Lm(#[from] lm::LmMoodError),
 }
 
 /// One label with its probability.
@@ -94,7 +100,8 @@ pub struct MoodReport {
     pub needs_reply: bool,
     /// "urgent" (an escalation flag), "high" (angry/anxious), "normal", "low".
     pub priority: String,
-    /// "embedding+lexicon" (Latin script) or "lexicon" (other scripts).
+    /// "embedding+lexicon" (Latin script), "lm+lexicon" (other scripts, with a
+    /// language model attached) or "lexicon" (other scripts, without).
     pub method: String,
 }
 
@@ -110,7 +117,14 @@ pub struct MoodDetector {
     heads: HeadsFile,
     lexicon: Lexicon,
     rules: EscalationRules,
+    /// Language model for non-Latin scripts, with its weight against the lexicon.
+    lm: Option<(lm::LmMood, f32)>,
 }
+
+/// Default weight of the language model's mood probabilities against the
+/// lexicon's on the non-Latin path (measured in BENCHMARKS.md, "Mood
+/// detection, 2026-12-05").
+pub const LM_WEIGHT: f32 = 0.5;
 
 impl MoodDetector {
     /// Loads the default embedding model and the committed heads.
@@ -121,8 +135,21 @@ impl MoodDetector {
     /// Loads with an explicit model directory and heads.
     pub fn load_with(model_dir: &Path, heads: HeadsFile) -> Result<Self, MoodError> {
         let embedder = Embedder::load(model_dir)?;
-        heads.check_dims(embed::EMBEDDING_DIM + signals::SIGNAL_FEATURES)?;
-        Ok(Self { embedder, heads, lexicon: Lexicon::builtin()?, rules: EscalationRules::builtin()? })
+        heads.check_dims()?;
+        Ok(Self { embedder, heads, lexicon: Lexicon::builtin()?, rules: EscalationRules::builtin()?, lm: None })
+    }
+
+    /// Attaches a language model for messages the embedding model cannot
+    /// read (non-Latin scripts); `weight` in [0, 1] is its share against the
+    /// lexicon ([`LM_WEIGHT`] by default).
+    pub fn with_lm(mut self, lm: lm::LmMood, weight: f32) -> Self {
+        self.lm = Some((lm, weight.clamp(0.0, 1.0)));
+        self
+    }
+
+    /// The attached language model's name, if any.
+    pub fn lm_model(&self) -> Option<&str> {
+        self.lm.as_ref().map(|(l, _)| l.model.as_str())
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -182,31 +209,41 @@ impl MoodDetector {
         for t in texts {
             validate(t)?;
         }
-        let langs: Vec<Language> = texts.iter().map(|t| language::detect(t)).collect();
+        let langs: Vec<Language> = texts.par_iter().map(|t| language::detect(t)).collect();
         // Only Latin-script messages go through the English embedding model.
         let latin: Vec<usize> = (0..texts.len()).filter(|&i| langs[i].is_latin()).collect();
-        let latin_texts: Vec<&str> = latin.iter().map(|&i| texts[i]).collect();
-        let vecs = self.embedder.embed_batch(&latin_texts)?;
+        let latin_texts: Vec<std::borrow::Cow<str>> = latin.iter().map(|&i| self.heads.embed_text(texts[i])).collect();
+        let refs: Vec<&str> = latin_texts.iter().map(|t| t.as_ref()).collect();
+        let vecs = self.embedder.embed_batch(&refs)?;
         let mut emb: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for (i, v) in latin.into_iter().zip(vecs) {
             emb[i] = Some(v);
         }
+        // The language model runs one message at a time (one model state), before the parallel part.
+        let mut lm_probs: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        if let Some((lm, _)) = &self.lm {
+            for i in (0..texts.len()).filter(|&i| emb[i].is_none()) {
+                lm_probs[i] = Some(lm.mood_probabilities(texts[i])?);
+            }
+        }
+        // Signals and escalation rules are regex work: ~1 ms a message, worth both cores.
         Ok(texts
-            .iter()
+            .par_iter()
             .zip(langs)
             .zip(emb)
-            .map(|((t, lang), e)| self.report(t, lang, e.as_deref()))
+            .zip(lm_probs)
+            .map(|(((t, lang), e), l)| self.report(t, lang, e.as_deref(), l.as_deref()))
             .collect())
     }
 
     /// Builds the report from the pieces.
-    fn report(&self, text: &str, language: Language, embedding: Option<&[f32]>) -> MoodReport {
+    fn report(&self, text: &str, language: Language, embedding: Option<&[f32]>, lm: Option<&[f32]>) -> MoodReport {
         let signals = self.lexicon.signals(text);
-        let (polarity, emotion, proto) = match embedding {
+        let (mut polarity, emotion, proto) = match embedding {
             Some(e) => {
-                let x = features(e, &signals);
+                let (polarity, emotion) = self.heads.predict(text, e, &signals);
                 let proto: Vec<f32> = self.heads.mood_centroids.iter().map(|c| embed::dot(e, &c.centroid)).collect();
-                (self.heads.sentiment.predict(&x), self.heads.emotion.predict(&x), Some(proto))
+                (polarity, emotion, Some(proto))
             }
             None => {
                 let (p, e) = lexicon_polarity_emotion(&signals);
@@ -216,6 +253,18 @@ impl MoodDetector {
         let logits = mood_logits(&polarity, &emotion, proto.as_deref(), &signals);
         let mut probs = logits.to_vec();
         head::softmax_in_place(&mut probs);
+        let lm_weight = self.lm.as_ref().map(|(_, w)| *w).unwrap_or(0.0);
+        if let Some(p_lm) = lm {
+            // Mood: a probability average. Polarity follows the model's moods
+            // (angry/frustrated/anxious negative, happy/grateful positive) by the same share.
+            for (p, q) in probs.iter_mut().zip(p_lm) {
+                *p = (1.0 - lm_weight) * *p + lm_weight * q;
+            }
+            let lm_pol = [p_lm[0] + p_lm[1] + p_lm[2], p_lm[3] + p_lm[4], p_lm[5] + p_lm[6]];
+            for (p, q) in polarity.iter_mut().zip(lm_pol) {
+                *p = (1.0 - lm_weight) * *p + lm_weight * q;
+            }
+        }
         let escalation = self.rules.check(text);
         let mut r = MoodReport {
             mood: String::new(),
@@ -229,7 +278,14 @@ impl MoodDetector {
             escalation,
             needs_reply: false,
             priority: String::new(),
-            method: if embedding.is_some() { "embedding+lexicon" } else { "lexicon" }.to_string(),
+            method: if embedding.is_some() {
+                "embedding+lexicon"
+            } else if lm.is_some() {
+                "lm+lexicon"
+            } else {
+                "lexicon"
+            }
+            .to_string(),
         };
         set_moods(&mut r, &probs);
         r.needs_reply = needs_reply(&r);
@@ -248,13 +304,6 @@ pub fn validate(text: &str) -> Result<(), MoodError> {
         return Err(MoodError::TooLong { chars, limit: MAX_CHARS });
     }
     Ok(())
-}
-
-/// The heads' input: embedding ‖ signal features.
-pub fn features(embedding: &[f32], signals: &Signals) -> Vec<f32> {
-    let mut x = embedding.to_vec();
-    x.extend(signals.features());
-    x
 }
 
 fn scored(labels: &[&str], p: &[f32]) -> Vec<Scored> {
