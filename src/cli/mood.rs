@@ -110,6 +110,9 @@ pub struct TrainArgs {
     /// Also measure every recipe variant and print the table (slow: ~10 models × 5 folds).
     #[arg(long)]
     variants: bool,
+    /// Keep tweet embeddings in this directory between runs (they take minutes to compute).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
     /// Directory of all-MiniLM-L6-v2.
     #[arg(long, value_name = "DIR")]
     embedding_dir: Option<PathBuf>,
@@ -286,6 +289,7 @@ fn run_train(t: TrainArgs) -> anyhow::Result<ExitCode> {
             train::Recipe { sentiment_extra: r.sentiment_extra || t.sentiment_extra, ..r }
         },
         variants: t.variants,
+        cache_dir: t.cache.clone(),
     };
     let start = Instant::now();
     let heads = train::train(&embedder, &lexicon, &opts, &|m| eprintln!("[{:>6.1}s] {m}", start.elapsed().as_secs_f32()))?;
@@ -311,6 +315,10 @@ pub struct TriageArgs {
     /// Emit the full report for each message, not the triage summary.
     #[arg(long)]
     full: bool,
+    /// Fast path for bulk queues: skip the embedding model and use the n-gram
+    /// heads + lexicon (~10× the throughput, lower accuracy; see BENCHMARKS.md).
+    #[arg(long)]
+    fast: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -388,6 +396,9 @@ pub fn triage(a: TriageArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let det = a.load.load()?;
+    if a.fast && !det.has_fast_path() {
+        bail!("--fast needs n-gram heads in the heads file (format 2, `brandvoice mood train`); this one has none");
+    }
     let mut out: Box<dyn Write> = match &a.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -406,7 +417,7 @@ pub fn triage(a: TriageArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     for chunk in items.chunks(a.batch) {
         let texts: Vec<&str> = chunk.iter().map(|m| m.text.as_str()).collect();
-        let reports = det.analyze_batch(&texts)?;
+        let reports = if a.fast { det.analyze_batch_fast(&texts)? } else { det.analyze_batch(&texts)? };
         for (m, r) in chunk.iter().zip(&reports) {
             let line = if a.full {
                 serde_json::to_string(&TriageFull { id: &m.id, report: r })?

@@ -101,7 +101,8 @@ pub struct MoodReport {
     /// "urgent" (an escalation flag), "high" (angry/anxious), "normal", "low".
     pub priority: String,
     /// "embedding+lexicon" (Latin script), "lm+lexicon" (other scripts, with a
-    /// language model attached) or "lexicon" (other scripts, without).
+    /// language model attached), "lexicon" (other scripts, without) or
+    /// "ngram+lexicon" (Latin script on the triage fast path).
     pub method: String,
 }
 
@@ -206,10 +207,31 @@ impl MoodDetector {
 
     /// Analyses many messages at once (embeddings are batched).
     pub fn analyze_batch(&self, texts: &[&str]) -> Result<Vec<MoodReport>, MoodError> {
+        self.analyze_many(texts, false)
+    }
+
+    /// Whether [`Self::analyze_batch_fast`] has its n-gram heads (format-2 heads file).
+    pub fn has_fast_path(&self) -> bool {
+        self.heads.sentiment_ngram.is_some() && self.heads.emotion_ngram.is_some()
+    }
+
+    /// The bulk-triage fast path: no embedding model. Polarity and emotion of
+    /// Latin-script messages come from the hashed n-gram heads, the moods from
+    /// them plus the lexicon cues (as on the non-Latin path). About a tenth as
+    /// costly; its accuracy is in BENCHMARKS.md ("n-gram model alone").
+    /// Without n-gram heads it is the lexicon path.
+    pub fn analyze_batch_fast(&self, texts: &[&str]) -> Result<Vec<MoodReport>, MoodError> {
+        self.analyze_many(texts, true)
+    }
+
+    fn analyze_many(&self, texts: &[&str], fast: bool) -> Result<Vec<MoodReport>, MoodError> {
         for t in texts {
             validate(t)?;
         }
         let langs: Vec<Language> = texts.par_iter().map(|t| language::detect(t)).collect();
+        if fast {
+            return Ok(texts.par_iter().zip(langs).map(|(t, lang)| self.report_fast(t, lang)).collect());
+        }
         // Only Latin-script messages go through the English embedding model.
         let latin: Vec<usize> = (0..texts.len()).filter(|&i| langs[i].is_latin()).collect();
         let latin_texts: Vec<std::borrow::Cow<str>> = latin.iter().map(|&i| self.heads.embed_text(texts[i])).collect();
@@ -236,10 +258,24 @@ impl MoodDetector {
             .collect())
     }
 
+    /// The fast path's report: n-gram heads instead of the embedding heads.
+    fn report_fast(&self, text: &str, language: Language) -> MoodReport {
+        let (Some(sn), Some(en)) = (&self.heads.sentiment_ngram, &self.heads.emotion_ngram) else {
+            return self.report(text, language, None, None);
+        };
+        if !language.is_latin() {
+            return self.report(text, language, None, None);
+        }
+        let grams = ngram::featurize(text);
+        let mut r = self.report_from(text, language, sn.predict_row(&grams), en.predict_row(&grams), None, None);
+        r.method = "ngram+lexicon".into();
+        r
+    }
+
     /// Builds the report from the pieces.
     fn report(&self, text: &str, language: Language, embedding: Option<&[f32]>, lm: Option<&[f32]>) -> MoodReport {
         let signals = self.lexicon.signals(text);
-        let (mut polarity, emotion, proto) = match embedding {
+        let (polarity, emotion, proto) = match embedding {
             Some(e) => {
                 let (polarity, emotion) = self.heads.predict(text, e, &signals);
                 let proto: Vec<f32> = self.heads.mood_centroids.iter().map(|c| embed::dot(e, &c.centroid)).collect();
@@ -250,7 +286,35 @@ impl MoodDetector {
                 (p, e, None)
             }
         };
-        let logits = mood_logits(&polarity, &emotion, proto.as_deref(), &signals);
+        let mut r = self.report_with(text, language, signals, polarity, emotion, proto.as_deref(), lm);
+        r.method = if embedding.is_some() {
+            "embedding+lexicon"
+        } else if lm.is_some() {
+            "lm+lexicon"
+        } else {
+            "lexicon"
+        }
+        .to_string();
+        r
+    }
+
+    fn report_from(&self, text: &str, language: Language, polarity: Vec<f32>, emotion: Vec<f32>, proto: Option<&[f32]>, lm: Option<&[f32]>) -> MoodReport {
+        let signals = self.lexicon.signals(text);
+        self.report_with(text, language, signals, polarity, emotion, proto, lm)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report_with(
+        &self,
+        text: &str,
+        language: Language,
+        signals: Signals,
+        mut polarity: Vec<f32>,
+        emotion: Vec<f32>,
+        proto: Option<&[f32]>,
+        lm: Option<&[f32]>,
+    ) -> MoodReport {
+        let logits = mood_logits(&polarity, &emotion, proto, &signals);
         let mut probs = logits.to_vec();
         head::softmax_in_place(&mut probs);
         let lm_weight = self.lm.as_ref().map(|(_, w)| *w).unwrap_or(0.0);
@@ -278,14 +342,7 @@ impl MoodDetector {
             escalation,
             needs_reply: false,
             priority: String::new(),
-            method: if embedding.is_some() {
-                "embedding+lexicon"
-            } else if lm.is_some() {
-                "lm+lexicon"
-            } else {
-                "lexicon"
-            }
-            .to_string(),
+            method: String::new(),
         };
         set_moods(&mut r, &probs);
         r.needs_reply = needs_reply(&r);

@@ -154,6 +154,9 @@ pub struct TrainOptions {
     pub recipe: Recipe,
     /// Also measure every variant in [`variants`] and put the table in the report.
     pub variants: bool,
+    /// Keep the tweets' embeddings here between runs (keyed by a hash of the
+    /// texts and the model directory), so trying recipes does not re-embed.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// What goes into a model: which text the embedding reads, which features
@@ -176,6 +179,11 @@ pub struct Recipe {
     pub l2: Option<f32>,
     /// L2 of the n-gram heads.
     pub ngram_l2: f32,
+    /// Choose the sentiment head's L2 by cross-validation inside its own
+    /// training rows (nested in the measurement folds) instead of reusing
+    /// the emotion head's.
+    #[serde(default)]
+    pub sentiment_l2_cv: bool,
 }
 
 impl Recipe {
@@ -189,6 +197,7 @@ impl Recipe {
         emotion_ngram_weight: 0.0,
         l2: None,
         ngram_l2: 1e-4,
+        sentiment_l2_cv: false,
     };
     /// The shipped recipe (the best measured in [`variants`]; see BENCHMARKS.md).
     pub const DEFAULT: Recipe = Recipe {
@@ -197,9 +206,10 @@ impl Recipe {
         sentiment_uses_emotion: true,
         sentiment_extra: false,
         sentiment_ngram_weight: 0.3,
-        emotion_ngram_weight: 0.3,
+        emotion_ngram_weight: 0.5,
         l2: None,
         ngram_l2: 1e-4,
+        sentiment_l2_cv: true,
     };
 }
 
@@ -256,14 +266,41 @@ struct Featurized {
     ngram: Vec<SparseRow>,
 }
 
+/// Embeds `texts`, through the cache directory when one is given.
+fn embed_cached(embedder: &Embedder, texts: &[String], cache: Option<&Path>) -> Result<Vec<Vec<f32>>, HeadsError> {
+    use sha2::{Digest, Sha256};
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let Some(dir) = cache else {
+        return Ok(embedder.embed_batch(&refs)?);
+    };
+    let mut h = Sha256::new();
+    h.update(format!("all-minilm-l6-v2/{}/", embed::MAX_TOKENS));
+    for t in texts {
+        h.update(t.as_bytes());
+        h.update([0u8]);
+    }
+    let path = dir.join(format!("emb-{}.f32", &hex::encode(h.finalize())[..24]));
+    let dim = embed::EMBEDDING_DIM;
+    if let Ok(bytes) = std::fs::read(&path) {
+        if bytes.len() == texts.len() * dim * 4 {
+            let floats: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            return Ok(floats.chunks(dim).map(|c| c.to_vec()).collect());
+        }
+    }
+    let vecs = embedder.embed_batch(&refs)?;
+    let werr = |e: std::io::Error| HeadsError::Write { path: path.clone(), reason: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let bytes: Vec<u8> = vecs.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&path, bytes).map_err(werr)?;
+    Ok(vecs)
+}
+
 impl Featurized {
-    fn new(embedder: &Embedder, lexicon: &Lexicon, texts: &[String]) -> Result<Self, HeadsError> {
-        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    fn new(embedder: &Embedder, lexicon: &Lexicon, texts: &[String], cache: Option<&Path>) -> Result<Self, HeadsError> {
         let normed: Vec<String> = texts.iter().map(|t| tweet::normalize(t)).collect();
-        let nrefs: Vec<&str> = normed.iter().map(|s| s.as_str()).collect();
         Ok(Self {
-            emb_raw: embedder.embed_batch(&refs)?,
-            emb_norm: embedder.embed_batch(&nrefs)?,
+            emb_raw: embed_cached(embedder, texts, cache)?,
+            emb_norm: embed_cached(embedder, &normed, cache)?,
             signals: texts.par_iter().map(|t| lexicon.signals(t).features()).collect(),
             vader: texts.par_iter().map(|t| tweet::vader_features(t)).collect(),
             ngram: texts.par_iter().map(|t| ngram::featurize(t)).collect(),
@@ -391,6 +428,11 @@ fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec
                 ys.push(d.se_val.gold[i]);
             }
             let tr: Vec<usize> = (0..xs.len()).collect();
+            let cfg = if r.sentiment_l2_cv {
+                TrainConfig { l2: head::select_l2(&d.se_val.labels, &xs, &ys, folds, &cfg), ..cfg.clone() }
+            } else {
+                cfg.clone()
+            };
             let p = fit_predict(
                 &d.se_val.labels, &xs, &gs, &ys, &tr, &pick(&x_se, &te), &pick(&d.f_se.ngram, &te), &cfg,
                 r.sentiment_ngram_weight, r.ngram_l2,
@@ -487,6 +529,8 @@ pub fn variants() -> Vec<(&'static str, Recipe)> {
         ("+ n-gram model, weight 0.5", ngram(0.5)),
         ("n-gram model alone", Recipe { sentiment_ngram_weight: 1.0, emotion_ngram_weight: 1.0, ..emo }),
         ("weak labels back on (with everything above, n-gram 0.3)", Recipe { sentiment_extra: true, ..ngram(0.3) }),
+        ("n-gram 0.3, sentiment L2 by nested CV", Recipe { sentiment_l2_cv: true, ..ngram(0.3) }),
+        ("shipped: sentiment n-gram 0.3 + nested-CV L2, emotion n-gram 0.5", Recipe::DEFAULT),
     ]
 }
 
@@ -507,9 +551,10 @@ pub fn train(
         em_val.texts.len(),
         se_val.texts.len()
     ));
-    let f_tr = Featurized::new(embedder, lexicon, &em_train.texts)?;
-    let f_va = Featurized::new(embedder, lexicon, &em_val.texts)?;
-    let f_se = Featurized::new(embedder, lexicon, &se_val.texts)?;
+    let cache = opts.cache_dir.as_deref();
+    let f_tr = Featurized::new(embedder, lexicon, &em_train.texts, cache)?;
+    let f_va = Featurized::new(embedder, lexicon, &em_val.texts, cache)?;
+    let f_se = Featurized::new(embedder, lexicon, &se_val.texts, cache)?;
     let d = Data { em_train: &em_train, em_val: &em_val, se_val: &se_val, f_tr: &f_tr, f_va: &f_va, f_se: &f_se };
 
     let mut table = Vec::new();
@@ -553,7 +598,13 @@ pub fn train(
     gs.extend(f_se.ngram.iter().cloned());
     let mut ys = y_extra.clone();
     ys.extend(se_val.gold.iter().copied());
-    let sentiment = Head::train(&se_val.labels, &xs, &ys, &cfg);
+    let sentiment_cfg = if r.sentiment_l2_cv {
+        TrainConfig { l2: head::select_l2(&se_val.labels, &xs, &ys, opts.folds, &cfg), ..cfg.clone() }
+    } else {
+        cfg.clone()
+    };
+    progress(&format!("sentiment head L2 {}", sentiment_cfg.l2));
+    let sentiment = Head::train(&se_val.labels, &xs, &ys, &sentiment_cfg);
     let sentiment_ngram = (r.sentiment_ngram_weight > 0.0).then(|| {
         let mut g = NgramHead::train(&se_val.labels, &gs, &ys, r.ngram_l2, opts.epochs);
         g.round();
