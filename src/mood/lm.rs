@@ -7,7 +7,13 @@
 //! fits, and the answer is *scored*, not generated: the probability the
 //! model gives to each mood word as its answer (the sum of the word's token
 //! log-probabilities), softmaxed over the seven. No sampling, no parsing, and
-//! every mood gets a probability. The instructions come before the message,
+//! every mood gets a probability. Small models favour some answer words
+//! whatever the message (qwen2.5-0.5b said "happy" or "confused" for most
+//! messages), so the scores are calibrated as in Zhao et al. 2021
+//! ("Calibrate before use"): the log-probabilities the model gives the seven
+//! words for content-free messages ("N/A", "…", "[message]") are subtracted
+//! before the softmax. The answer words are capitalised, as an answer starts.
+//! The instructions come before the message,
 //! so the model's working state keeps them between messages and only the
 //! message and the answer words are fed each time.
 //!
@@ -44,6 +50,8 @@ pub struct LmMood {
     template: ChatTemplate,
     /// Token ids of each mood word as the start of the answer.
     label_tokens: Vec<Vec<u32>>,
+    /// Mean log-probability of each mood word for content-free messages.
+    prior: Vec<f32>,
     /// Name of the model, for reports.
     pub model: String,
 }
@@ -57,18 +65,35 @@ impl LmMood {
         let model::Model { tokenizer, template, lm, .. } = m;
         let mut label_tokens = Vec::new();
         for mood in MOODS {
-            let ids = tokenizer.encode(mood, false).map_err(|e| err(&e))?;
+            let word: String = mood.chars().take(1).flat_map(|c| c.to_uppercase()).chain(mood.chars().skip(1)).collect();
+            let ids = tokenizer.encode(&word, false).map_err(|e| err(&e))?;
             if ids.is_empty() {
                 return Err(err(&format!("the mood word `{mood}` has no tokens")));
             }
             label_tokens.push(ids);
         }
         let gen = Generator::new(lm, Arc::new(tokenizer), PrefixCache::new(0));
-        Ok(Self { gen: Mutex::new(gen), template, label_tokens, model: spec.to_string() })
+        let mut me = Self { gen: Mutex::new(gen), template, label_tokens, prior: vec![0.0; MOODS.len()], model: spec.to_string() };
+        let free = ["N/A", "…", "[message]"];
+        let mut prior = vec![0f32; MOODS.len()];
+        for t in free {
+            for (p, l) in prior.iter_mut().zip(me.log_scores(t)?) {
+                *p += l / free.len() as f32;
+            }
+        }
+        me.prior = prior;
+        Ok(me)
     }
 
-    /// Probabilities of the seven moods, in [`MOODS`] order.
+    /// Probabilities of the seven moods, in [`MOODS`] order (calibrated).
     pub fn mood_probabilities(&self, text: &str) -> Result<Vec<f32>, LmMoodError> {
+        let mut z: Vec<f32> = self.log_scores(text)?.iter().zip(&self.prior).map(|(l, p)| l - p).collect();
+        super::head::softmax_in_place(&mut z);
+        Ok(z)
+    }
+
+    /// Log-probability of each mood word as the answer, uncalibrated.
+    fn log_scores(&self, text: &str) -> Result<Vec<f32>, LmMoodError> {
         let mut gen = self.gen.lock().unwrap_or_else(|p| p.into_inner());
         let messages = [
             ChatMessage { role: "system".into(), content: SYSTEM.into() },
@@ -92,7 +117,6 @@ impl LmMood {
             }
             scores.push(lp);
         }
-        super::head::softmax_in_place(&mut scores);
         Ok(scores)
     }
 }
