@@ -261,3 +261,39 @@ fn batch_plan_sorts_and_bounds() {
     }
     assert!(mood::embed::plan_batches(&[]).is_empty());
 }
+
+/// Japanese and Hindi get a real mood from the local language model (qwen2.5-0.5b, multilingual),
+/// mixed with the lexicon: a full distribution, method `lm+lexicon`, different from lexicon-only.
+#[test]
+fn japanese_and_hindi_through_the_language_model() {
+    let lm = mood::lm::LmMood::load("qwen2.5-0.5b").expect("load qwen2.5-0.5b (in the models dir)");
+    let with_lm = MoodDetector::load().expect("load").with_lm(lm, mood::LM_WEIGHT);
+    let texts = ["本当にありがとうございました。とても助かりました！", "आपकी मदद के लिए बहुत बहुत धन्यवाद!", "注文がまだ届きません。"];
+    let got = with_lm.analyze_batch(&texts).expect("analyze");
+    let plain = det().analyze_batch(&texts).expect("analyze");
+    for ((t, r), p) in texts.iter().zip(&got).zip(&plain) {
+        assert_eq!(r.method, "lm+lexicon", "{t}");
+        assert_eq!(p.method, "lexicon", "{t}");
+        let sum: f32 = r.moods.iter().map(|s| s.probability).sum();
+        assert!((sum - 1.0).abs() < 1e-3, "{t}: {sum}");
+        let moved: f32 = r.moods.iter().zip(&p.moods).map(|(a, b)| (a.probability - b.probability).abs()).sum();
+        assert!(moved > 1e-3, "{t}: the language model changed nothing");
+    }
+    assert_eq!(got[0].mood, "grateful", "{:?}", got[0].moods);
+    assert_eq!(got[1].mood, "grateful", "{:?}", got[1].moods);
+    // English stays on the embedding path.
+    let en = with_lm.analyze("Thanks so much for your help!").expect("analyze");
+    assert_eq!(en.method, "embedding+lexicon");
+}
+
+/// The triage fast path: no embedding model, n-gram heads for Latin script.
+#[test]
+fn fast_path_reports() {
+    assert!(det().has_fast_path(), "the committed heads carry n-gram heads");
+    let texts = ["I love this, best day ever!", "This is the worst service, I want a refund NOW", "ありがとうございました"];
+    let r = det().analyze_batch_fast(&texts).expect("fast");
+    assert_eq!(r[0].method, "ngram+lexicon");
+    assert_eq!(r[0].polarity, "positive");
+    assert_eq!(r[1].polarity, "negative");
+    assert_eq!(r[2].method, "lexicon");
+}
