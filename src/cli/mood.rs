@@ -53,16 +53,30 @@ pub struct LoadArgs {
     /// Directory of all-MiniLM-L6-v2 (model.safetensors, tokenizer.json, config.json).
     #[arg(long, value_name = "DIR")]
     embedding_dir: Option<PathBuf>,
+    /// Score the mood of non-Latin-script messages (Japanese, Hindi, …) with this local
+    /// language model too (e.g. qwen2.5-0.5b), instead of the lexicon alone.
+    #[arg(long, value_name = "MODEL")]
+    lm: Option<String>,
+    /// Share of the language model against the lexicon on that path, 0..=1.
+    #[arg(long, value_name = "W", default_value_t = mood::LM_WEIGHT)]
+    lm_weight: f32,
 }
 
 impl LoadArgs {
     fn load(&self) -> anyhow::Result<MoodDetector> {
+        if !(0.0..=1.0).contains(&self.lm_weight) {
+            bail!("--lm-weight must be between 0 and 1, got {}", self.lm_weight);
+        }
         let heads = match &self.heads {
             Some(p) => HeadsFile::read(p)?,
             None => HeadsFile::builtin()?,
         };
         let dir = self.embedding_dir.clone().unwrap_or_else(mood::embed::default_model_dir);
-        Ok(MoodDetector::load_with(&dir, heads)?)
+        let det = MoodDetector::load_with(&dir, heads)?;
+        Ok(match &self.lm {
+            Some(spec) => det.with_lm(mood::lm::LmMood::load(spec)?, self.lm_weight),
+            None => det,
+        })
     }
 }
 
@@ -90,6 +104,15 @@ pub struct TrainArgs {
     /// joy/optimism → positive).
     #[arg(long)]
     sentiment_extra: bool,
+    /// Train the format-1 recipe (embedding + signals, weak labels) instead of the default.
+    #[arg(long)]
+    baseline: bool,
+    /// Also measure every recipe variant and print the table (slow: ~10 models × 5 folds).
+    #[arg(long)]
+    variants: bool,
+    /// Keep tweet embeddings in this directory between runs (they take minutes to compute).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
     /// Directory of all-MiniLM-L6-v2.
     #[arg(long, value_name = "DIR")]
     embedding_dir: Option<PathBuf>,
@@ -261,7 +284,12 @@ fn run_train(t: TrainArgs) -> anyhow::Result<ExitCode> {
         data_dir: t.data.clone(),
         folds: t.folds,
         epochs: t.epochs,
-        sentiment_extra: t.sentiment_extra,
+        recipe: {
+            let r = if t.baseline { train::Recipe::BASELINE } else { train::Recipe::DEFAULT };
+            train::Recipe { sentiment_extra: r.sentiment_extra || t.sentiment_extra, ..r }
+        },
+        variants: t.variants,
+        cache_dir: t.cache.clone(),
     };
     let start = Instant::now();
     let heads = train::train(&embedder, &lexicon, &opts, &|m| eprintln!("[{:>6.1}s] {m}", start.elapsed().as_secs_f32()))?;
@@ -287,6 +315,10 @@ pub struct TriageArgs {
     /// Emit the full report for each message, not the triage summary.
     #[arg(long)]
     full: bool,
+    /// Fast path for bulk queues: skip the embedding model and use the n-gram
+    /// heads + lexicon (~10× the throughput, lower accuracy; see BENCHMARKS.md).
+    #[arg(long)]
+    fast: bool,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -364,6 +396,9 @@ pub fn triage(a: TriageArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let det = a.load.load()?;
+    if a.fast && !det.has_fast_path() {
+        bail!("--fast needs n-gram heads in the heads file (format 2, `brandvoice mood train`); this one has none");
+    }
     let mut out: Box<dyn Write> = match &a.out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -382,7 +417,7 @@ pub fn triage(a: TriageArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     for chunk in items.chunks(a.batch) {
         let texts: Vec<&str> = chunk.iter().map(|m| m.text.as_str()).collect();
-        let reports = det.analyze_batch(&texts)?;
+        let reports = if a.fast { det.analyze_batch_fast(&texts)? } else { det.analyze_batch(&texts)? };
         for (m, r) in chunk.iter().zip(&reports) {
             let line = if a.full {
                 serde_json::to_string(&TriageFull { id: &m.id, report: r })?

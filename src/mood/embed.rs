@@ -4,22 +4,36 @@
 //! match what the model was trained to produce: WordPiece tokens from the
 //! model's own `tokenizer.json` (the `tokenizers` crate, not a hand-written
 //! tokenizer), BERT forward, mean pooling over the attention mask, then L2
-//! normalisation. Batches are sorted by token length before padding so a
-//! queue of tweets pays for little padding — that is what makes triage fast.
+//! normalisation.
+//!
+//! Speed (triage reads messages in bulk): every text is tokenized first, the
+//! batches are cut from the texts sorted by *token* count so a batch pads
+//! little, and the batches run on all cores at once (rayon). For small
+//! matrices (a batch of tweets is ~16×30 tokens) splitting work across
+//! batches wastes far less than splitting each matmul, and the elementwise
+//! ops (GELU, softmax, layer norm), which candle runs on one thread, get
+//! both cores too. A lone text (one `mood` call) is one batch and relies on
+//! candle's multi-threaded matmul.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use rayon::prelude::*;
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// Width of the all-MiniLM-L6-v2 embedding.
 pub const EMBEDDING_DIM: usize = 384;
-/// Tokens kept per message (sentence-transformers' `max_seq_length` for this model).
-pub const MAX_TOKENS: usize = 256;
-/// Messages per forward pass.
-const BATCH: usize = 32;
+/// Tokens kept per message. sentence-transformers uses 256 for this model;
+/// 128 keeps a long email's opening (mood shows early) at half the cost, and
+/// no tweet comes near it.
+pub const MAX_TOKENS: usize = 128;
+/// Most messages per forward pass.
+const BATCH: usize = 16;
+/// Most tokens (messages × padded length) per forward pass, so a batch of
+/// long emails does not build a huge attention tensor.
+const BATCH_TOKENS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -76,12 +90,9 @@ impl Embedder {
             .map_err(|reason| EmbedError::Config { path: config_path.clone(), reason })?;
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| EmbedError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
-        // The shipped tokenizer.json pads every input to 128; pad to the batch's
-        // longest instead and truncate at the model's sequence limit.
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+        // The shipped tokenizer.json pads every input to 128; padding is done
+        // here per batch (after sorting by length) instead.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
             .map_err(|e| EmbedError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
@@ -110,32 +121,42 @@ impl Embedder {
 
     /// Embeds many texts, in the order given.
     pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        // Sort by length (a cheap proxy for token count) so each batch pads little.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encs = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Encode(e.to_string()))?;
+        let batches = plan_batches(&encs.iter().map(|e| e.get_ids().len()).collect::<Vec<_>>());
+        let run = |b: &Vec<usize>| -> Result<Vec<Vec<f32>>, EmbedError> {
+            let group: Vec<&Encoding> = b.iter().map(|&i| &encs[i]).collect();
+            self.forward(&group)
+        };
+        let results: Vec<Vec<Vec<f32>>> = if batches.len() == 1 {
+            vec![run(&batches[0])?]
+        } else {
+            // One batch per core at a time (see the module note).
+            batches.par_iter().map(run).collect::<Result<Vec<_>, _>>()?
+        };
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vecs = self.forward(&batch)?;
-            for (&i, v) in chunk.iter().zip(vecs) {
+        for (b, vecs) in batches.iter().zip(results) {
+            for (&i, v) in b.iter().zip(vecs) {
                 out[i] = v;
             }
         }
         Ok(out)
     }
 
-    fn forward(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let encs = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Encode(e.to_string()))?;
+    fn forward(&self, encs: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let n = encs.len();
-        let len = encs.first().map(|e| e.get_ids().len()).unwrap_or(0);
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for e in &encs {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
+        let len = encs.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0u32; n * len];
+        let mut mask = vec![0u32; n * len];
+        for (r, e) in encs.iter().enumerate() {
+            let t = e.get_ids();
+            ids[r * len..r * len + t.len()].copy_from_slice(t);
+            mask[r * len..r * len + t.len()].iter_mut().for_each(|m| *m = 1);
         }
         let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
@@ -149,6 +170,28 @@ impl Embedder {
         let unit = mean.broadcast_div(&norm)?;
         Ok(unit.to_vec2::<f32>()?)
     }
+}
+
+/// Groups text indices into forward-pass batches: sorted by token count (so
+/// a batch pads little), at most [`BATCH`] texts and about [`BATCH_TOKENS`]
+/// padded tokens each.
+pub fn plan_batches(token_counts: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..token_counts.len()).collect();
+    order.sort_by_key(|&i| (token_counts[i], i));
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending, so this text is the longest of the batch so far.
+        let padded = (cur.len() + 1) * token_counts[i].max(1);
+        if !cur.is_empty() && (cur.len() == BATCH || padded > BATCH_TOKENS) {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// Cosine similarity of two unit vectors (their dot product).

@@ -129,11 +129,13 @@ impl Head {
 /// Picks the L2 strength with the best mean macro-F1 over `folds`-fold CV on
 /// the given rows (which must be training rows only).
 pub fn select_l2(labels: &[String], xs: &[Vec<f32>], ys: &[usize], folds: usize, base: &TrainConfig) -> f32 {
-    let mut best = (f32::MIN, base.l2);
-    for &l2 in &L2_GRID {
-        let cfg = TrainConfig { l2, ..base.clone() };
-        let mut pred = vec![0usize; ys.len()];
-        for f in 0..folds {
+    use rayon::prelude::*;
+    // Every (L2, fold) model on its own core; the choice is the same as a serial loop's.
+    let jobs: Vec<(usize, usize)> = (0..L2_GRID.len()).flat_map(|g| (0..folds).map(move |f| (g, f))).collect();
+    let preds: Vec<(usize, Vec<(usize, usize)>)> = jobs
+        .par_iter()
+        .map(|&(g, f)| {
+            let cfg = TrainConfig { l2: L2_GRID[g], ..base.clone() };
             let (tr, te): (Vec<usize>, Vec<usize>) = (0..ys.len()).partition(|i| i % folds != f);
             let h = Head::train(
                 labels,
@@ -141,8 +143,15 @@ pub fn select_l2(labels: &[String], xs: &[Vec<f32>], ys: &[usize], folds: usize,
                 &tr.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
                 &cfg,
             );
-            for &i in &te {
-                pred[i] = h.argmax(&xs[i]);
+            (g, te.iter().map(|&i| (i, h.argmax(&xs[i]))).collect())
+        })
+        .collect();
+    let mut best = (f32::MIN, base.l2);
+    for (g, &l2) in L2_GRID.iter().enumerate() {
+        let mut pred = vec![0usize; ys.len()];
+        for (_, p) in preds.iter().filter(|(pg, _)| *pg == g) {
+            for &(i, c) in p {
+                pred[i] = c;
             }
         }
         let m = super::eval::Metrics::compute(labels.len(), ys, &pred);

@@ -23,11 +23,15 @@ pub mod escalation;
 pub mod eval;
 pub mod head;
 pub mod language;
+pub mod lm;
+pub mod ngram;
 pub mod signals;
 pub mod train;
+pub mod tweet;
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use embed::Embedder;
@@ -64,6 +68,8 @@ pub enum MoodError {
     Escalation(#[from] escalation::EscalationError),
     #[error(transparent)]
     Heads(#[from] train::HeadsError),
+    #[error(transparent)]
+    Lm(#[from] lm::LmMoodError),
 }
 
 /// One label with its probability.
@@ -94,7 +100,9 @@ pub struct MoodReport {
     pub needs_reply: bool,
     /// "urgent" (an escalation flag), "high" (angry/anxious), "normal", "low".
     pub priority: String,
-    /// "embedding+lexicon" (Latin script) or "lexicon" (other scripts).
+    /// "embedding+lexicon" (Latin script), "lm+lexicon" (other scripts, with a
+    /// language model attached), "lexicon" (other scripts, without) or
+    /// "ngram+lexicon" (Latin script on the triage fast path).
     pub method: String,
 }
 
@@ -110,7 +118,14 @@ pub struct MoodDetector {
     heads: HeadsFile,
     lexicon: Lexicon,
     rules: EscalationRules,
+    /// Language model for non-Latin scripts, with its weight against the lexicon.
+    lm: Option<(lm::LmMood, f32)>,
 }
+
+/// Default weight of the language model's mood probabilities against the
+/// lexicon's on the non-Latin path (measured in BENCHMARKS.md, "Mood
+/// detection, 2026-12-05").
+pub const LM_WEIGHT: f32 = 0.25;
 
 impl MoodDetector {
     /// Loads the default embedding model and the committed heads.
@@ -121,8 +136,21 @@ impl MoodDetector {
     /// Loads with an explicit model directory and heads.
     pub fn load_with(model_dir: &Path, heads: HeadsFile) -> Result<Self, MoodError> {
         let embedder = Embedder::load(model_dir)?;
-        heads.check_dims(embed::EMBEDDING_DIM + signals::SIGNAL_FEATURES)?;
-        Ok(Self { embedder, heads, lexicon: Lexicon::builtin()?, rules: EscalationRules::builtin()? })
+        heads.check_dims()?;
+        Ok(Self { embedder, heads, lexicon: Lexicon::builtin()?, rules: EscalationRules::builtin()?, lm: None })
+    }
+
+    /// Attaches a language model for messages the embedding model cannot
+    /// read (non-Latin scripts); `weight` in [0, 1] is its share against the
+    /// lexicon ([`LM_WEIGHT`] by default).
+    pub fn with_lm(mut self, lm: lm::LmMood, weight: f32) -> Self {
+        self.lm = Some((lm, weight.clamp(0.0, 1.0)));
+        self
+    }
+
+    /// The attached language model's name, if any.
+    pub fn lm_model(&self) -> Option<&str> {
+        self.lm.as_ref().map(|(l, _)| l.model.as_str())
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -159,7 +187,11 @@ impl MoodDetector {
                 }
             }
             let neg = report.polarities[0].probability;
-            if neg > 0.4 {
+            let pos = report.polarities[2].probability;
+            // A negative-leaning message. (Was `neg > 0.4`; the format-2 sentiment
+            // head, trained with balanced classes, gives neutral more mass, so a
+            // plainly negative "still doesn't work" sits near 0.38.)
+            if neg > 0.3 && neg > pos {
                 // Repeated contact: move a share of the non-frustrated mass to frustrated.
                 let shift = 0.3 * neg;
                 for (i, p) in probs.iter_mut().enumerate() {
@@ -179,43 +211,128 @@ impl MoodDetector {
 
     /// Analyses many messages at once (embeddings are batched).
     pub fn analyze_batch(&self, texts: &[&str]) -> Result<Vec<MoodReport>, MoodError> {
+        self.analyze_many(texts, false)
+    }
+
+    /// Whether [`Self::analyze_batch_fast`] has its n-gram heads (format-2 heads file).
+    pub fn has_fast_path(&self) -> bool {
+        self.heads.sentiment_ngram.is_some() && self.heads.emotion_ngram.is_some()
+    }
+
+    /// The bulk-triage fast path: no embedding model. Polarity and emotion of
+    /// Latin-script messages come from the hashed n-gram heads, the moods from
+    /// them plus the lexicon cues (as on the non-Latin path). About a tenth as
+    /// costly; its accuracy is in BENCHMARKS.md ("n-gram model alone").
+    /// Without n-gram heads it is the lexicon path.
+    pub fn analyze_batch_fast(&self, texts: &[&str]) -> Result<Vec<MoodReport>, MoodError> {
+        self.analyze_many(texts, true)
+    }
+
+    fn analyze_many(&self, texts: &[&str], fast: bool) -> Result<Vec<MoodReport>, MoodError> {
         for t in texts {
             validate(t)?;
         }
-        let langs: Vec<Language> = texts.iter().map(|t| language::detect(t)).collect();
+        let langs: Vec<Language> = texts.par_iter().map(|t| language::detect(t)).collect();
+        if fast {
+            return Ok(texts.par_iter().zip(langs).map(|(t, lang)| self.report_fast(t, lang)).collect());
+        }
         // Only Latin-script messages go through the English embedding model.
         let latin: Vec<usize> = (0..texts.len()).filter(|&i| langs[i].is_latin()).collect();
-        let latin_texts: Vec<&str> = latin.iter().map(|&i| texts[i]).collect();
-        let vecs = self.embedder.embed_batch(&latin_texts)?;
+        let latin_texts: Vec<std::borrow::Cow<str>> = latin.iter().map(|&i| self.heads.embed_text(texts[i])).collect();
+        let refs: Vec<&str> = latin_texts.iter().map(|t| t.as_ref()).collect();
+        let vecs = self.embedder.embed_batch(&refs)?;
         let mut emb: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for (i, v) in latin.into_iter().zip(vecs) {
             emb[i] = Some(v);
         }
+        // The language model runs one message at a time (one model state), before the parallel part.
+        let mut lm_probs: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        if let Some((lm, _)) = &self.lm {
+            for i in (0..texts.len()).filter(|&i| emb[i].is_none()) {
+                lm_probs[i] = Some(lm.mood_probabilities(texts[i])?);
+            }
+        }
+        // Signals and escalation rules are regex work: ~1 ms a message, worth both cores.
         Ok(texts
-            .iter()
+            .par_iter()
             .zip(langs)
             .zip(emb)
-            .map(|((t, lang), e)| self.report(t, lang, e.as_deref()))
+            .zip(lm_probs)
+            .map(|(((t, lang), e), l)| self.report(t, lang, e.as_deref(), l.as_deref()))
             .collect())
     }
 
+    /// The fast path's report: n-gram heads instead of the embedding heads.
+    fn report_fast(&self, text: &str, language: Language) -> MoodReport {
+        let (Some(sn), Some(en)) = (&self.heads.sentiment_ngram, &self.heads.emotion_ngram) else {
+            return self.report(text, language, None, None);
+        };
+        if !language.is_latin() {
+            return self.report(text, language, None, None);
+        }
+        let grams = ngram::featurize(text);
+        let mut r = self.report_from(text, language, sn.predict_row(&grams), en.predict_row(&grams), None, None);
+        r.method = "ngram+lexicon".into();
+        r
+    }
+
     /// Builds the report from the pieces.
-    fn report(&self, text: &str, language: Language, embedding: Option<&[f32]>) -> MoodReport {
+    fn report(&self, text: &str, language: Language, embedding: Option<&[f32]>, lm: Option<&[f32]>) -> MoodReport {
         let signals = self.lexicon.signals(text);
         let (polarity, emotion, proto) = match embedding {
             Some(e) => {
-                let x = features(e, &signals);
+                let (polarity, emotion) = self.heads.predict(text, e, &signals);
                 let proto: Vec<f32> = self.heads.mood_centroids.iter().map(|c| embed::dot(e, &c.centroid)).collect();
-                (self.heads.sentiment.predict(&x), self.heads.emotion.predict(&x), Some(proto))
+                (polarity, emotion, Some(proto))
             }
             None => {
                 let (p, e) = lexicon_polarity_emotion(&signals);
                 (p, e, None)
             }
         };
-        let logits = mood_logits(&polarity, &emotion, proto.as_deref(), &signals);
+        let mut r = self.report_with(text, language, signals, polarity, emotion, proto.as_deref(), lm);
+        r.method = if embedding.is_some() {
+            "embedding+lexicon"
+        } else if lm.is_some() {
+            "lm+lexicon"
+        } else {
+            "lexicon"
+        }
+        .to_string();
+        r
+    }
+
+    fn report_from(&self, text: &str, language: Language, polarity: Vec<f32>, emotion: Vec<f32>, proto: Option<&[f32]>, lm: Option<&[f32]>) -> MoodReport {
+        let signals = self.lexicon.signals(text);
+        self.report_with(text, language, signals, polarity, emotion, proto, lm)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report_with(
+        &self,
+        text: &str,
+        language: Language,
+        signals: Signals,
+        mut polarity: Vec<f32>,
+        emotion: Vec<f32>,
+        proto: Option<&[f32]>,
+        lm: Option<&[f32]>,
+    ) -> MoodReport {
+        let logits = mood_logits(&polarity, &emotion, proto, &signals);
         let mut probs = logits.to_vec();
         head::softmax_in_place(&mut probs);
+        let lm_weight = self.lm.as_ref().map(|(_, w)| *w).unwrap_or(0.0);
+        if let Some(p_lm) = lm {
+            // Mood: a probability average. Polarity follows the model's moods
+            // (angry/frustrated/anxious negative, happy/grateful positive) by the same share.
+            for (p, q) in probs.iter_mut().zip(p_lm) {
+                *p = (1.0 - lm_weight) * *p + lm_weight * q;
+            }
+            let lm_pol = [p_lm[0] + p_lm[1] + p_lm[2], p_lm[3] + p_lm[4], p_lm[5] + p_lm[6]];
+            for (p, q) in polarity.iter_mut().zip(lm_pol) {
+                *p = (1.0 - lm_weight) * *p + lm_weight * q;
+            }
+        }
         let escalation = self.rules.check(text);
         let mut r = MoodReport {
             mood: String::new(),
@@ -229,7 +346,7 @@ impl MoodDetector {
             escalation,
             needs_reply: false,
             priority: String::new(),
-            method: if embedding.is_some() { "embedding+lexicon" } else { "lexicon" }.to_string(),
+            method: String::new(),
         };
         set_moods(&mut r, &probs);
         r.needs_reply = needs_reply(&r);
@@ -248,13 +365,6 @@ pub fn validate(text: &str) -> Result<(), MoodError> {
         return Err(MoodError::TooLong { chars, limit: MAX_CHARS });
     }
     Ok(())
-}
-
-/// The heads' input: embedding ‖ signal features.
-pub fn features(embedding: &[f32], signals: &Signals) -> Vec<f32> {
-    let mut x = embedding.to_vec();
-    x.extend(signals.features());
-    x
 }
 
 fn scored(labels: &[&str], p: &[f32]) -> Vec<Scored> {
