@@ -299,6 +299,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// CPU time of the calling thread in ms (`/proc/thread-self/schedstat`,
+/// nanosecond resolution); `None` off Linux. With `--threads 1` every
+/// kernel runs on this thread, so it is the work itself, untouched by how
+/// long the thread waited for a core on a busy machine.
+fn thread_cpu_ms() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e6)
+}
+
 /// Peak resident set size in MB (`VmHWM` of /proc/self/status); `None` off Linux.
 pub fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -338,12 +348,17 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     m.forward(&prompt[..prompt.len().min(16)], 0)?;
 
     let (mut pp, mut tg, mut ttft, mut cached) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pp_cpu, mut cached_cpu) = (Vec::new(), Vec::new());
     for r in 0..a.repeat {
         // Prompt processing: one forward over the whole prompt from empty.
         m.reset();
+        let c = thread_cpu_ms();
         let t = Instant::now();
         let logits = m.forward(&prompt, 0)?.to_vec1::<f32>()?;
         pp.push(a.prompt_tokens as f64 / t.elapsed().as_secs_f64());
+        if let (Some(c0), Some(c1)) = (c, thread_cpu_ms()) {
+            pp_cpu.push(c1 - c0);
+        }
         std::hint::black_box(argmax(&logits));
 
         // Generation: one token per step from an empty cache (llama-bench's tg).
@@ -374,7 +389,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         warm.generate(&first, &greedy1, None, &mut |_, _| true)?;
         let other = bench_tokens(&tokenizer, 8, "Unrelated: ")?;
         warm.generate(&other, &greedy1, None, &mut |_, _| true)?;
+        let c = thread_cpu_ms();
         let out = warm.generate(&second, &greedy1, None, &mut |_, _| true)?;
+        if let (Some(c0), Some(c1)) = (c, thread_cpu_ms()) {
+            cached_cpu.push(c1 - c0);
+        }
         if out.timings.cached_tokens < a.prefix_tokens {
             anyhow::bail!(
                 "prefix cache reused {} tokens, expected at least {}",
@@ -402,6 +421,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "cached_suffix_tokens": a.suffix_tokens,
         "cached_prefix_ttft_ms": round1(median(cached)),
         "peak_rss_mb": peak_rss_mb().map(round1),
+        // Calling thread's CPU time (the whole work with --threads 1): for
+        // comparing builds on a loaded machine.
+        "prompt_cpu_ms": (!pp_cpu.is_empty()).then(|| round1(median(pp_cpu))),
+        "cached_prefix_cpu_ms": (!cached_cpu.is_empty()).then(|| round1(median(cached_cpu))),
+        "kernels": format!("{:?}", brandvoice::engine::kernels::isa()),
     });
     if a.json {
         println!("{v}");

@@ -1,12 +1,14 @@
 //! A quantized linear layer: the one place where weight matmuls happen, so the
 //! kernels behind it can be swapped without touching the model files.
 //!
-//! Q4_1, Q5_0 and Q8_0 weights run on our own kernels (`engine::kernels`:
+//! Q4_1, Q5_0, Q8_0 and Q6_K weights run on our own kernels (`engine::kernels`:
 //! AVX2 integer dot products, a tiled GEMM for prompts, a persistent thread
-//! pool); other quantized types (Q4_K, Q6_K, …) are re-quantised to Q8_0 at load
-//! and run there too — except Q4_K and Q6_K, which by default run on
-//! `kernels::kquant_exact` (llama.cpp's own float order, for greedy parity;
-//! `BRANDVOICE_KQUANT=q8_0` restores the re-quantisation). f32/f16/bf16 weights and non-CPU tensors stay on candle's
+//! pool). Q4_K and Q6_K run by default on `kernels::kquant_exact`, which keeps
+//! llama.cpp's own float order (greedy parity with its AVX-512 build).
+//! `BRANDVOICE_KQUANT=fast` trades that for speed: Q6_K on the integer tiles
+//! (values unchanged, other summation order) and Q4_K repacked as Q4_1 (per-32
+//! scale and minimum rounded to f16). Other quantized types (Q5_K, Q4_0, …) are
+//! re-quantised to Q8_0 at load. f32/f16/bf16 weights and non-CPU tensors stay on candle's
 //! `QMatMul`. `BRANDVOICE_QLINEAR=candle` (or [`QLinearOptions`]) keeps every
 //! layer on candle — the "plain candle" baseline of BENCHMARKS.md.
 
@@ -33,7 +35,7 @@ pub struct QLinearOptions {
     /// Q8_0 at load. When false they stay on candle's kernels.
     pub requant_to_q8_0: bool,
     /// Run Q4_K/Q6_K on `kernels::kquant_exact` (llama.cpp's floats) instead
-    /// of re-quantising them.
+    /// of the faster integer tiles (Q6_K native, Q4_K repacked as Q4_1).
     pub exact_kquants: bool,
 }
 
@@ -44,8 +46,8 @@ impl Default for QLinearOptions {
 }
 
 impl QLinearOptions {
-    /// Defaults, overridden by `BRANDVOICE_QLINEAR=candle|auto` and
-    /// `BRANDVOICE_REQUANT=0|1`.
+    /// Defaults, overridden by `BRANDVOICE_QLINEAR=candle|auto`,
+    /// `BRANDVOICE_REQUANT=0|1` and `BRANDVOICE_KQUANT=exact|fast`.
     pub fn from_env() -> Self {
         let mut o = Self::default();
         if let Ok(v) = std::env::var("BRANDVOICE_QLINEAR") {
@@ -57,7 +59,7 @@ impl QLinearOptions {
             o.requant_to_q8_0 = !(v == "0" || v.eq_ignore_ascii_case("false"));
         }
         if let Ok(v) = std::env::var("BRANDVOICE_KQUANT") {
-            o.exact_kquants = !v.eq_ignore_ascii_case("q8_0");
+            o.exact_kquants = !(v.eq_ignore_ascii_case("fast") || v.eq_ignore_ascii_case("q8_0"));
         }
         o
     }
@@ -83,6 +85,7 @@ fn native_kind(dt: GgmlDType) -> Option<Kind> {
         GgmlDType::Q4_1 => Some(Kind::Q4_1),
         GgmlDType::Q5_0 => Some(Kind::Q5_0),
         GgmlDType::Q8_0 => Some(Kind::Q8_0),
+        GgmlDType::Q6K => Some(Kind::Q6K),
         _ => None,
     }
 }
@@ -117,9 +120,12 @@ impl QLinear {
                 KQuantMatrix::from_ggml(kind, out_features, in_features, &data)
                     .map_err(|e| candle_core::Error::Msg(format!("packing a K-quant weight: {e}")))?,
             )
-        } else if let Some(kind) = native_kind(dt) {
+        } else if let Some(kind) = native_kind(dt).filter(|k| in_features % k.ggml_block_elems() == 0) {
             let data = w.data()?;
             Inner::Packed(Packed::from_ggml(kind, out_features, in_features, &data).map_err(pack_err)?)
+        } else if dt == GgmlDType::Q4K && in_features % kernels::blocks::QK_K == 0 {
+            let data = w.data()?;
+            Inner::Packed(Packed::q4_1_from_q4_k(out_features, in_features, &data).map_err(pack_err)?)
         } else if opts.requant_to_q8_0 {
             let f = w.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
             drop(w);

@@ -530,6 +530,29 @@ fn gelu_like_ggml(x: f32) -> f32 {
     }
 }
 
+/// [`gelu_like_ggml`] by table lookup, the same floats (as ggml itself uses
+/// a 65,536-entry f16 table): between the ±10 cut-offs the result depends on
+/// `x` only through its f16 rounding, so each f16 value is computed once.
+/// Gemma's prompt spent ~13% of its CPU time in `tanhf`/`expm1f` here.
+fn gelu_by_table(x: f32) -> f32 {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    if !(x > -10.0 && x < 10.0) {
+        return gelu_like_ggml(x);
+    }
+    let t = TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let h = half::f16::from_bits(bits).to_f32();
+                // An f32 strictly inside (−10, 10) that rounds to h, so the
+                // function takes its table branch (h itself may be ±10).
+                let x = if h <= -10.0 { f32::from_bits((-10f32).to_bits() - 1) } else if h >= 10.0 { f32::from_bits(10f32.to_bits() - 1) } else { h };
+                if h.is_finite() && h.abs() <= 10.0 { gelu_like_ggml(x) } else { 0.0 }
+            })
+            .collect()
+    });
+    t[half::f16::from_f32(x).to_bits() as usize]
+}
+
 /// down(act(gate(x)) * up(x)).
 #[derive(Clone)]
 pub struct Mlp {
@@ -561,7 +584,7 @@ impl Mlp {
             Activation::Silu => kernels::swiglu(&mut gv, &uv),
             Activation::GeluTanh => {
                 for (a, &b) in gv.iter_mut().zip(&uv) {
-                    *a = gelu_like_ggml(*a) * b;
+                    *a = gelu_by_table(*a) * b;
                 }
             }
         }
@@ -794,6 +817,16 @@ mod tests {
             let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             // the accumulator is f16 (as llama.cpp's): ~2^-11 relative per step
             assert!(diff < 2e-3, "window {w:?}: diff {diff}");
+        }
+    }
+
+    #[test]
+    fn gelu_table_gives_the_function_s_floats() {
+        let mut xs: Vec<f32> = rand(200_000, 17).iter().map(|x| x * 24.0).collect();
+        xs.extend([-10.0, -9.999, -9.99, 9.999, 10.0, 0.0, -0.0, 1e-8, -1e-8, 65504.0, f32::NAN]);
+        for x in xs {
+            let (a, b) = (gelu_like_ggml(x), gelu_by_table(x));
+            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "gelu({x}): {a} vs table {b}");
         }
     }
 

@@ -22,15 +22,17 @@ use std::arch::x86_64::*;
 pub const KD_Q4_1: u8 = 0;
 pub const KD_Q5_0: u8 = 1;
 pub const KD_Q8_0: u8 = 2;
+pub const KD_Q6K: u8 = 3;
 
 /// True when this CPU has what these kernels use.
 pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
+/// Horizontal sum in a fixed order (the reduction every tile ends with).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -61,7 +63,7 @@ unsafe fn bits32(x: u32) -> __m256i {
 }
 
 /// The 32 quants of a weight block as bytes: unsigned 0..15 (Q4_1), unsigned
-/// 0..31 (Q5_0), signed (Q8_0).
+/// 0..31 (Q5_0), signed (Q8_0; Q6K as q − 32).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn load_w<const KD: u8>(w: &Packed, qs: *const u8, rb: usize) -> __m256i {
@@ -71,8 +73,29 @@ unsafe fn load_w<const KD: u8>(w: &Packed, qs: *const u8, rb: usize) -> __m256i 
             let hb = _mm256_and_si256(bits32(*w.qh.get_unchecked(rb)), _mm256_set1_epi8(0x10));
             _mm256_or_si256(nibbles(qs), hb)
         }
+        KD_Q6K => {
+            // Byte j of the broadcast holds h2 byte j % 8; shifting 64-bit
+            // lane g by 2g brings element 8g + l's two bits to the bottom.
+            let h = _mm256_set1_epi64x(*w.h2.get_unchecked(rb) as i64);
+            let h = _mm256_srlv_epi64(h, _mm256_set_epi64x(6, 4, 2, 0));
+            let h = _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(3)), 4);
+            _mm256_sub_epi8(_mm256_or_si256(nibbles(qs), h), _mm256_set1_epi8(32))
+        }
         _ => _mm256_loadu_si256(qs as *const __m256i),
     }
+}
+
+/// Q6K sub-scales of block `rb` as 16-bit lanes: the first 8 for elements
+/// 0..16 (i32 lanes 0..4 after `madd`), the last 8 for 16..32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k_scales(w: &Packed, rb: usize) -> __m256i {
+    let pair = (w.sc.as_ptr().add(rb * 2) as *const i32).read_unaligned();
+    let ctl = _mm256_setr_epi8(
+        0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, //
+        2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+    );
+    _mm256_shuffle_epi8(_mm256_set1_epi32(pair), ctl)
 }
 
 /// Converts f16 scales to f32 (`src.len()` a multiple of 8).
@@ -129,12 +152,16 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
         }
         let mut wv = [_mm256_setzero_si256(); R];
         let mut bw = [0f32; R];
+        let mut scv = [ones; R];
         for i in 0..R {
             wv[i] = load_w::<KD>(w, wq.add((i * nb + b) * qsb), (r0 + i) * nb + b);
             bw[i] = dbuf[i][b % 8];
+            if KD == KD_Q6K {
+                scv[i] = q6k_scales(w, (r0 + i) * nb + b);
+            }
         }
         let mut wa = [_mm256_setzero_si256(); R];
-        if KD == KD_Q8_0 {
+        if KD == KD_Q8_0 || KD == KD_Q6K {
             for i in 0..R {
                 wa[i] = _mm256_sign_epi8(wv[i], wv[i]);
             }
@@ -148,12 +175,12 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
                 _mm256_setzero_si256()
             };
             for i in 0..R {
-                let p = if KD == KD_Q8_0 {
+                let p = if KD == KD_Q8_0 || KD == KD_Q6K {
                     _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(y, wv[i]))
                 } else {
                     _mm256_maddubs_epi16(wv[i], y)
                 };
-                let mut si = _mm256_madd_epi16(p, ones);
+                let mut si = _mm256_madd_epi16(p, scv[i]);
                 if KD == KD_Q5_0 {
                     si = _mm256_sub_epi32(si, y16);
                 }

@@ -19,6 +19,12 @@ use half::f16;
 
 /// Elements per block for every native type.
 pub const QK: usize = 32;
+/// Elements per K-quant super-block.
+pub const QK_K: usize = 256;
+/// Bytes of a GGML `block_q6_K` (ql 128, qh 64, scales 16, d 2).
+pub const Q6K_BYTES: usize = 210;
+/// Bytes of a GGML `block_q4_K` (d 2, dmin 2, scales 12, qs 128).
+pub const Q4K_BYTES: usize = 144;
 
 /// The weight types the kernels compute on directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,23 +35,37 @@ pub enum Kind {
     Q5_0,
     /// `v = d·q`, q ∈ −128..128.
     Q8_0,
+    /// GGML's Q6_K, regrouped into 32-element blocks: `v = d·sc·(q − 32)`,
+    /// q ∈ 0..64 (4 low bits in `qs`, 2 high bits in `h2`), one signed 8-bit
+    /// sub-scale `sc` per 16 elements (`sc`), `d` the super-block's f16 scale
+    /// (repeated for each of its eight 32-blocks). Same values as the file.
+    Q6K,
 }
 
 impl Kind {
     /// Bytes of quants per block in `Packed::qs`.
     pub fn qs_bytes(self) -> usize {
         match self {
-            Kind::Q4_1 | Kind::Q5_0 => 16,
+            Kind::Q4_1 | Kind::Q5_0 | Kind::Q6K => 16,
             Kind::Q8_0 => 32,
         }
     }
 
-    /// Bytes of one block in GGML's layout.
+    /// Bytes of one GGML block (`ggml_block_elems` elements).
     pub fn ggml_block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 20,
             Kind::Q5_0 => 22,
             Kind::Q8_0 => 34,
+            Kind::Q6K => Q6K_BYTES,
+        }
+    }
+
+    /// Elements per GGML block (32, or 256 for the K-quants).
+    pub fn ggml_block_elems(self) -> usize {
+        match self {
+            Kind::Q6K => QK_K,
+            _ => QK,
         }
     }
 }
@@ -73,12 +93,19 @@ pub struct Packed {
     pub d: Vec<f16>,
     /// Q4_1 minimums, `rows × nbp`, zero padded (empty otherwise).
     pub m: Vec<f16>,
+    /// Q6K high 2 bits, `rows × nb`: bits 2g..2g+2 of byte l belong to
+    /// element 8g + l of the block (empty otherwise).
+    pub h2: Vec<u64>,
+    /// Q6K sub-scales, `rows × nb × 2` (elements 0..16, 16..32 of a block).
+    pub sc: Vec<i16>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PackError {
     #[error("weight row length {k} is not a multiple of the block size {QK}")]
     RowLength { k: usize },
+    #[error("weight row length {k} is not a multiple of the K-quant super-block size {QK_K}")]
+    SuperRowLength { k: usize },
     #[error("weight data holds {got} bytes, a {rows}x{k} {kind:?} matrix needs {want}")]
     Size { kind: Kind, rows: usize, k: usize, got: usize, want: usize },
 }
@@ -100,11 +127,116 @@ impl Packed {
             qh: if kind == Kind::Q5_0 { vec![0; rows * nb] } else { Vec::new() },
             d: vec![f16::ZERO; rows * nbp],
             m: if kind == Kind::Q4_1 { vec![f16::ZERO; rows * nbp] } else { Vec::new() },
+            h2: if kind == Kind::Q6K { vec![0; rows * nb] } else { Vec::new() },
+            sc: if kind == Kind::Q6K { vec![0; rows * nb * 2] } else { Vec::new() },
         })
+    }
+
+    fn check_k_quant(kind: Kind, rows: usize, k: usize, data: &[u8], block_bytes: usize) -> Result<(), PackError> {
+        if k % QK_K != 0 {
+            return Err(PackError::SuperRowLength { k });
+        }
+        let want = rows * (k / QK_K) * block_bytes;
+        if data.len() != want {
+            return Err(PackError::Size { kind, rows, k, got: data.len(), want });
+        }
+        Ok(())
+    }
+
+    /// Stores 32 unsigned quants (< 16) of block `bi` as Q4_1-style nibbles
+    /// (byte j: element j low, element j + 16 high).
+    fn put_nibbles(&mut self, bi: usize, u: &[u8]) {
+        let q = &mut self.qs[bi * 16..bi * 16 + 16];
+        for j in 0..16 {
+            q[j] = (u[j] & 15) | ((u[j + 16] & 15) << 4);
+        }
+    }
+
+    /// GGML Q6_K data of a `(rows, k)` matrix, regrouped losslessly into
+    /// [`Kind::Q6K`] 32-blocks (same values, no re-quantisation).
+    pub fn from_q6_k(rows: usize, k: usize, data: &[u8]) -> Result<Self, PackError> {
+        Self::check_k_quant(Kind::Q6K, rows, k, data, Q6K_BYTES)?;
+        let mut p = Self::empty(Kind::Q6K, rows, k)?;
+        let nsb = k / QK_K;
+        let mut u = [0u8; QK_K];
+        for r in 0..rows {
+            for sb in 0..nsb {
+                let src = &data[(r * nsb + sb) * Q6K_BYTES..][..Q6K_BYTES];
+                let (ql, qh, sc) = (&src[..128], &src[128..192], &src[192..208]);
+                let d = f16::from_le_bytes([src[208], src[209]]);
+                // ggml's dequantize_row_q6_K, without the −32 and the scales.
+                for half in 0..2 {
+                    let (ql, qh, o) = (&ql[half * 64..], &qh[half * 32..], half * 128);
+                    for l in 0..32 {
+                        u[o + l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+                        u[o + l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+                        u[o + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                        u[o + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                    }
+                }
+                for b in 0..QK_K / QK {
+                    let blk = sb * (QK_K / QK) + b;
+                    let bi = r * p.nb + blk;
+                    let ub = &u[b * QK..(b + 1) * QK];
+                    p.d[r * p.nbp + blk] = d;
+                    p.sc[bi * 2] = sc[2 * b] as i8 as i16;
+                    p.sc[bi * 2 + 1] = sc[2 * b + 1] as i8 as i16;
+                    p.put_nibbles(bi, ub);
+                    let mut h = 0u64;
+                    for (j, &v) in ub.iter().enumerate() {
+                        h |= ((v >> 4) as u64 & 3) << ((j % 8) * 8 + 2 * (j / 8));
+                    }
+                    p.h2[bi] = h;
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// GGML Q4_K data of a `(rows, k)` matrix as [`Kind::Q4_1`]: a Q4_K
+    /// sub-block of 32 is `d·sc·q − dmin·m`, i.e. a Q4_1 block with scale
+    /// `d·sc` and minimum `−dmin·m`. Quants are kept as they are; the two
+    /// products are rounded to f16 (relative error ≤ 2⁻¹¹ per sub-block,
+    /// against ~0.4% of the block's range for re-quantising to Q8_0), and
+    /// the layout is 0.625 bytes per weight instead of Q8_0's 1.06.
+    pub fn q4_1_from_q4_k(rows: usize, k: usize, data: &[u8]) -> Result<Self, PackError> {
+        Self::check_k_quant(Kind::Q4_1, rows, k, data, Q4K_BYTES)?;
+        let mut p = Self::empty(Kind::Q4_1, rows, k)?;
+        let nsb = k / QK_K;
+        let mut u = [0u8; QK];
+        for r in 0..rows {
+            for sb in 0..nsb {
+                let src = &data[(r * nsb + sb) * Q4K_BYTES..][..Q4K_BYTES];
+                let d = f16::from_le_bytes([src[0], src[1]]).to_f32();
+                let dmin = f16::from_le_bytes([src[2], src[3]]).to_f32();
+                let (scales, qs) = (&src[4..16], &src[16..144]);
+                for b in 0..QK_K / QK {
+                    // ggml's get_scale_min_k4
+                    let (sc, m) = if b < 4 {
+                        (scales[b] & 63, scales[b + 4] & 63)
+                    } else {
+                        ((scales[b + 4] & 15) | ((scales[b - 4] >> 6) << 4), (scales[b + 4] >> 4) | ((scales[b] >> 6) << 4))
+                    };
+                    // Sub-block b: low nibbles of chunk b/2 when b is even, high when odd.
+                    let chunk = &qs[(b / 2) * 32..(b / 2) * 32 + 32];
+                    for l in 0..QK {
+                        u[l] = if b % 2 == 0 { chunk[l] & 15 } else { chunk[l] >> 4 };
+                    }
+                    let blk = sb * (QK_K / QK) + b;
+                    p.d[r * p.nbp + blk] = f16::from_f32(d * sc as f32);
+                    p.m[r * p.nbp + blk] = f16::from_f32(-(dmin * m as f32));
+                    p.put_nibbles(r * p.nb + blk, &u);
+                }
+            }
+        }
+        Ok(p)
     }
 
     /// Repacks GGML blocks (`data` as stored in a GGUF file) of a `(rows, k)` matrix.
     pub fn from_ggml(kind: Kind, rows: usize, k: usize, data: &[u8]) -> Result<Self, PackError> {
+        if kind == Kind::Q6K {
+            return Self::from_q6_k(rows, k, data);
+        }
         let mut p = Self::empty(kind, rows, k)?;
         let bb = kind.ggml_block_bytes();
         let want = rows * p.nb * bb;
@@ -128,6 +260,7 @@ impl Packed {
                         p.qs[qi..qi + 16].copy_from_slice(&src[6..22]);
                     }
                     Kind::Q8_0 => p.qs[qi..qi + 32].copy_from_slice(&src[2..34]),
+                    Kind::Q6K => unreachable!("Q6K is packed by from_q6_k"),
                 }
             }
         }
@@ -159,7 +292,7 @@ impl Packed {
 
     /// Bytes held (what a decode step streams).
     pub fn bytes(&self) -> usize {
-        self.qs.len() + self.qh.len() * 4 + self.d.len() * 2 + self.m.len() * 2
+        self.qs.len() + self.qh.len() * 4 + self.d.len() * 2 + self.m.len() * 2 + self.h2.len() * 8 + self.sc.len() * 2
     }
 
     /// Element `(r, i)` as f32 (reference path for tests).
@@ -179,6 +312,13 @@ impl Packed {
                 d * ((lo | (hi << 4)) as i32 - 16) as f32
             }
             Kind::Q8_0 => d * (qs[j] as i8) as f32,
+            Kind::Q6K => {
+                let bi = r * self.nb + b;
+                let lo = if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 };
+                let hi = ((self.h2[bi] >> ((j % 8) * 8 + 2 * (j / 8))) & 3) as u8;
+                let sc = self.sc[bi * 2 + j / 16] as f32;
+                d * sc * ((lo | (hi << 4)) as i32 - 32) as f32
+            }
         }
     }
 }

@@ -26,6 +26,8 @@ pub mod pool;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 
 pub use blocks::{Acts, Kind, PackError, Packed};
 pub use pool::{set_threads, threads};
@@ -37,21 +39,45 @@ use std::sync::OnceLock;
 pub enum Isa {
     Scalar,
     Avx2,
+    /// AVX2 plus AVX-512 F/BW/DQ/VL/VNNI: the Q4_1/Q5_0/Q8_0 tiles run on
+    /// `avx512` (same floats as `avx2`), everything else as `Avx2`.
+    Avx512,
 }
 
-/// The best implementation this CPU supports (or `scalar` when
-/// `BRANDVOICE_KERNELS=scalar`).
+/// The best implementation this CPU supports (or the one named by
+/// `BRANDVOICE_KERNELS=scalar|avx2`).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        if std::env::var("BRANDVOICE_KERNELS").map(|v| v == "scalar").unwrap_or(false) {
+        let want = std::env::var("BRANDVOICE_KERNELS").unwrap_or_default();
+        if want == "scalar" {
             return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() && want != "avx2" {
+            return Isa::Avx512;
         }
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             return Isa::Avx2;
         }
         Isa::Scalar
+    })
+}
+
+/// AVX-512 tile shape: (tokens, row pairs) for prompts and row pairs when
+/// decoding; `BRANDVOICE_TILE512=TxP[,Pdecode]` overrides (each 1..=4).
+fn tile512_shape() -> (usize, usize, usize) {
+    static S: OnceLock<(usize, usize, usize)> = OnceLock::new();
+    *S.get_or_init(|| {
+        let mut s = (4, 2, 4);
+        if let Ok(v) = std::env::var("BRANDVOICE_TILE512") {
+            let n: Vec<usize> = v.split(['x', ',']).filter_map(|p| p.trim().parse().ok()).collect();
+            if n.len() >= 2 && n.iter().all(|&x| (1..=4).contains(&x)) {
+                s = (n[0], n[1], n.get(2).copied().unwrap_or(s.2));
+            }
+        }
+        s
     })
 }
 
@@ -79,8 +105,8 @@ pub fn quantize(x: &[f32], m: usize, k: usize, isa: Isa) -> Acts {
         let row = &x[t * k..(t + 1) * k];
         match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Avx2 is only chosen when the CPU has the features.
-            Isa::Avx2 => unsafe { avx2::quantize_row(row, &mut a, t) },
+            // SAFETY: Avx2/Avx512 are only chosen when the CPU has the features.
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::quantize_row(row, &mut a, t) },
             _ => blocks::quantize_row_scalar(row, &mut a, t),
         }
     }
@@ -93,8 +119,8 @@ pub fn swiglu(g: &mut [f32], u: &[f32]) {
     assert_eq!(g.len(), u.len(), "swiglu operands");
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2 is only chosen when the CPU has the features.
-        Isa::Avx2 => unsafe { avx2::swiglu(g, u) },
+        // SAFETY: Avx2/Avx512 are only chosen when the CPU has the features.
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::swiglu(g, u) },
         _ => {
             for (x, &y) in g.iter_mut().zip(u) {
                 *x = *x / (1.0 + (-*x).exp()) * y;
@@ -120,7 +146,7 @@ pub fn attend_row(q: &[f32], k: &[f32], v: &[f32], stride: usize, keys: std::ops
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
-        Isa::Avx2 => unsafe {
+        Isa::Avx2 | Isa::Avx512 => unsafe {
             avx2::attend_row(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o);
             true
         },
@@ -164,7 +190,12 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
     }
     let a = quantize(x, m, k, isa);
     let (tp, rp, rd) = tile_shape();
-    let rt = if m < tp { rd } else { rp };
+    let mut rt = if m < tp { rd } else { rp };
+    let (tp5, pp5, pd5) = tile512_shape();
+    let pairs = if m < tp5 { pd5 } else { pp5 };
+    if isa == Isa::Avx512 {
+        rt = 2 * pairs;
+    }
     // Tasks: row chunks of every weight. Enough of them that a core slowed by
     // another process takes fewer, few enough that the per-task cost (scale
     // widening, one atomic) stays small.
@@ -179,6 +210,16 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
             r = e;
         }
     }
+    // Block-major copy of the activations' `s` for the AVX-512 Q4_1 tile.
+    let mut st = Vec::new();
+    if isa == Isa::Avx512 && ws.iter().any(|w| w.kind == Kind::Q4_1) {
+        st = vec![0f32; a.nb * m];
+        for t in 0..m {
+            for b in 0..a.nb {
+                st[b * m + t] = a.s[t * a.nbp + b];
+            }
+        }
+    }
     let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     let task = |ti: usize| {
         let (wi, r_begin, r_end) = tasks[ti];
@@ -188,6 +229,9 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
             #[cfg(target_arch = "x86_64")]
             // SAFETY: feature checked by `isa()`; tasks write disjoint rows.
             Isa::Avx2 => unsafe { avx2_rows(w, &a, r_begin, r_end, rt, tp, p.0, ldo) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: features checked by `isa()`; tasks write disjoint rows.
+            Isa::Avx512 => unsafe { avx512_rows(w, &a, &st, r_begin, r_end, pairs, tp5, p.0, ldo) },
             _ => {
                 for r in r_begin..r_end {
                     for t in 0..m {
@@ -204,7 +248,7 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile_call {
     ($kd:expr, $t:expr, $r:expr, $($arg:expr),*) => {{
-        use avx2::{tile, KD_Q4_1, KD_Q5_0, KD_Q8_0};
+        use avx2::{tile, KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
         macro_rules! by_r {
             ($K:ident, $T:literal) => {
                 match $r {
@@ -228,9 +272,120 @@ macro_rules! tile_call {
         match $kd {
             KD_Q4_1 => by_t!(KD_Q4_1),
             KD_Q5_0 => by_t!(KD_Q5_0),
+            KD_Q6K => by_t!(KD_Q6K),
             _ => by_t!(KD_Q8_0),
         }
     }};
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile512_call {
+    ($kd:expr, $t:expr, $p:expr, $($arg:expr),*) => {{
+        use avx2::{KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
+        use avx512::tile;
+        macro_rules! by_p {
+            ($K:ident, $T:literal) => {
+                match $p {
+                    1 => tile::<$K, $T, 1>($($arg),*),
+                    2 => tile::<$K, $T, 2>($($arg),*),
+                    3 => tile::<$K, $T, 3>($($arg),*),
+                    _ => tile::<$K, $T, 4>($($arg),*),
+                }
+            };
+        }
+        macro_rules! by_t {
+            ($K:ident) => {
+                match $t {
+                    1 => by_p!($K, 1),
+                    2 => by_p!($K, 2),
+                    3 => by_p!($K, 3),
+                    _ => by_p!($K, 4),
+                }
+            };
+        }
+        match $kd {
+            KD_Q4_1 => by_t!(KD_Q4_1),
+            KD_Q5_0 => by_t!(KD_Q5_0),
+            KD_Q6K => by_t!(KD_Q6K),
+            _ => by_t!(KD_Q8_0),
+        }
+    }};
+}
+
+/// Q4_1 minimums of rows `r_begin..r_end` widened to f32 in per-thread
+/// buffers, row-major (`[i][b]`, stride `nbp`) and block-major (`[b][i]`,
+/// stride `r_end − r_begin`), then `f(row_major, block_major)` (empty slices
+/// for the other types).
+fn with_widened_mins<R>(w: &Packed, r_begin: usize, r_end: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> R {
+    thread_local! {
+        static MINS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    if w.kind != Kind::Q4_1 {
+        return f(&[], &[]);
+    }
+    MINS.with(|cell| {
+        let mut bufs = cell.borrow_mut();
+        let (rm, bm) = &mut *bufs;
+        let rows = r_end - r_begin;
+        let n = rows * w.nbp;
+        if rm.len() < n {
+            rm.resize(n, 0.0);
+            bm.resize(n, 0.0);
+        }
+        for (d, s) in rm[..n].iter_mut().zip(&w.m[r_begin * w.nbp..r_end * w.nbp]) {
+            *d = s.to_f32();
+        }
+        for i in 0..rows {
+            for b in 0..w.nb {
+                bm[b * rows + i] = rm[i * w.nbp + b];
+            }
+        }
+        f(&rm[..n], &bm[..n])
+    })
+}
+
+/// Rows `r_begin..r_end` for all tokens on the AVX-512 tile (`pairs` row
+/// pairs per tile, `tp` tokens); a last odd row goes to the AVX2 tile.
+///
+/// # Safety
+/// CPU has the features of `avx512::available`; `out` is `a.m × ldo`; no
+/// other thread writes these rows.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: usize, pairs: usize, tp: usize, out: *mut f32, ldo: usize) {
+    let nbp = w.nbp;
+    let kd = match w.kind {
+        Kind::Q4_1 => avx2::KD_Q4_1,
+        Kind::Q5_0 => avx2::KD_Q5_0,
+        Kind::Q6K => avx2::KD_Q6K,
+        Kind::Q8_0 => avx2::KD_Q8_0,
+    };
+    let rows = r_end - r_begin;
+    with_widened_mins(w, r_begin, r_end, |mins, mins_t| {
+        let mut r = r_begin;
+        while r < r_end {
+            let left = r_end - r;
+            let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[(r - r_begin) * nbp..] } else { &[] };
+            let cwt: &[f32] = if w.kind == Kind::Q4_1 { &mins_t[r - r_begin..] } else { &[] };
+            let mut t = 0;
+            if left >= 2 {
+                let np = pairs.min(left / 2);
+                while t < a.m {
+                    let tt = tp.min(a.m - t);
+                    tile512_call!(kd, tt, np, w, r, a, t, cw, cwt, rows, st, out, ldo);
+                    t += tt;
+                }
+                r += 2 * np;
+            } else {
+                while t < a.m {
+                    let tt = tp.min(a.m - t);
+                    tile_call!(kd, tt, 1, w, r, a, t, cw, out, ldo);
+                    t += tt;
+                }
+                r += 1;
+            }
+        }
+    });
 }
 
 /// Rows `r_begin..r_end` for all tokens.
@@ -245,6 +400,7 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
         Kind::Q4_1 => avx2::KD_Q4_1,
         Kind::Q5_0 => avx2::KD_Q5_0,
         Kind::Q8_0 => avx2::KD_Q8_0,
+        Kind::Q6K => avx2::KD_Q6K,
     };
     let rows = r_end - r_begin;
     // Q4_1 minimums widened once per task into a per-thread buffer (no

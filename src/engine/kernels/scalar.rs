@@ -37,6 +37,19 @@ pub fn dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
                     sumi += (qs[j] as i8) as i32 * y[j] as i32;
                 }
             }
+            Kind::Q6K => {
+                let bi = r * w.nb + b;
+                let h = w.h2[bi];
+                for half in 0..2 {
+                    let mut s = 0i32;
+                    for j in half * 16..half * 16 + 16 {
+                        let lo = if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 };
+                        let hi = ((h >> ((j % 8) * 8 + 2 * (j / 8))) & 3) as u8;
+                        s += ((lo | (hi << 4)) as i32 - 32) * y[j] as i32;
+                    }
+                    sumi += w.sc[bi * 2 + half] as i32 * s;
+                }
+            }
         }
         acc += sumi as f32 * (dw * dy);
     }

@@ -30,6 +30,7 @@ fn random_ggml(kind: Kind, rows: usize, k: usize, seed: u64) -> Vec<u8> {
                 (0..16).for_each(|_| out.push(r.gen()));
             }
             Kind::Q8_0 => (0..32).for_each(|_| out.push(r.gen_range(-127i8..=127) as u8)),
+            Kind::Q6K => unreachable!("K-quants: random_k_quant"),
         }
     }
     out
@@ -45,6 +46,7 @@ fn ggml_dtype(kind: Kind) -> GgmlDType {
         Kind::Q4_1 => GgmlDType::Q4_1,
         Kind::Q5_0 => GgmlDType::Q5_0,
         Kind::Q8_0 => GgmlDType::Q8_0,
+        Kind::Q6K => GgmlDType::Q6K,
     }
 }
 
@@ -90,8 +92,11 @@ const SHAPES: &[(usize, usize, usize)] = &[
 fn every_isa_matches_the_dequantised_f32_matmul() {
     let pool = pool::Pool::new(2);
     let mut isas = vec![Isa::Scalar];
-    if isa() == Isa::Avx2 {
+    if matches!(isa(), Isa::Avx2 | Isa::Avx512) {
         isas.push(Isa::Avx2);
+    }
+    if isa() == Isa::Avx512 {
+        isas.push(Isa::Avx512);
     }
     for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
         for (si, &(m, rows, k)) in SHAPES.iter().enumerate() {
@@ -112,7 +117,7 @@ fn every_isa_matches_the_dequantised_f32_matmul() {
 
 #[test]
 fn simd_equals_scalar_up_to_float_summation_order() {
-    if isa() != Isa::Avx2 {
+    if !matches!(isa(), Isa::Avx2 | Isa::Avx512) {
         eprintln!("no AVX2 on this CPU: nothing to compare");
         return;
     }
@@ -211,7 +216,7 @@ fn ggml_lanes_dot(w: &Packed, r: usize, a: &Acts, t: usize) -> f32 {
 
 #[test]
 fn q5_0_and_q8_0_are_bitwise_llama_cpp_numerics() {
-    if isa() != Isa::Avx2 {
+    if !matches!(isa(), Isa::Avx2 | Isa::Avx512) {
         return;
     }
     let pool = pool::Pool::new(2);
@@ -220,14 +225,162 @@ fn q5_0_and_q8_0_are_bitwise_llama_cpp_numerics() {
             let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 21)).unwrap();
             let x = random_x(m, k, 22);
             let a = quantize(&x, m, k, Isa::Avx2);
-            let mut got = vec![0f32; m * rows];
-            matmul_with(&w, &x, m, &mut got, Isa::Avx2, &pool);
-            for t in 0..m {
-                for r in 0..rows {
-                    let want = ggml_lanes_dot(&w, r, &a, t);
-                    assert_eq!(got[t * rows + r].to_bits(), want.to_bits(), "{kind:?} m={m} t={t} r={r}: {} vs {want}", got[t * rows + r]);
+            for isa in [Isa::Avx2, isa()] {
+                let mut got = vec![0f32; m * rows];
+                matmul_with(&w, &x, m, &mut got, isa, &pool);
+                for t in 0..m {
+                    for r in 0..rows {
+                        let want = ggml_lanes_dot(&w, r, &a, t);
+                        assert_eq!(got[t * rows + r].to_bits(), want.to_bits(), "{kind:?} {isa:?} m={m} t={t} r={r}: {} vs {want}", got[t * rows + r]);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Random GGML Q6_K (`q4k = false`) or Q4_K bytes of a `(rows, k)` matrix.
+fn random_k_quant(q4k: bool, rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut r = rng(seed);
+    let mut out = Vec::new();
+    for _ in 0..rows * k / blocks::QK_K {
+        if q4k {
+            out.extend_from_slice(&f16::from_f32(r.gen_range(0.0005f32..0.004)).to_le_bytes());
+            out.extend_from_slice(&f16::from_f32(r.gen_range(0.0005f32..0.004)).to_le_bytes());
+            (0..12 + 128).for_each(|_| out.push(r.gen()));
+        } else {
+            (0..128 + 64).for_each(|_| out.push(r.gen()));
+            (0..16).for_each(|_| out.push(r.gen_range(-60i8..=60) as u8));
+            out.extend_from_slice(&f16::from_f32(r.gen_range(0.0002f32..0.002)).to_le_bytes());
+        }
+    }
+    out
+}
+
+fn candle_dequant(bytes: &[u8], dt: GgmlDType, rows: usize, k: usize) -> Vec<Vec<f32>> {
+    let storage = QStorage::from_data(std::borrow::Cow::Borrowed(bytes), &Device::Cpu, dt).unwrap();
+    QTensor::new(storage, (rows, k)).unwrap().dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap()
+}
+
+const K_SHAPES: &[(usize, usize, usize)] = &[(1, 5, 256), (3, 7, 512), (4, 16, 768), (6, 9, 256), (17, 33, 512), (1, 12, 4864)];
+
+/// Q6_K is regrouped without changing a value; the kernels (every ISA)
+/// match the f32 matmul of those values, and SIMD equals scalar.
+#[test]
+fn q6_k_is_lossless_and_every_isa_matches_the_f32_matmul() {
+    let pool = pool::Pool::new(2);
+    for (si, &(m, rows, k)) in K_SHAPES.iter().enumerate() {
+        let bytes = random_k_quant(false, rows, k, 40 + si as u64);
+        let w = Packed::from_ggml(Kind::Q6K, rows, k, &bytes).unwrap();
+        let deq = candle_dequant(&bytes, GgmlDType::Q6K, rows, k);
+        for r in 0..rows {
+            for i in 0..k {
+                assert_eq!(deq[r][i], w.get(r, i), "Q6K element ({r},{i})");
+            }
+        }
+        let x = random_x(m, k, 60 + si as u64);
+        let (want, bound) = reference(&w, &x, m);
+        let mut by_isa = Vec::new();
+        for isa in [Isa::Scalar, isa()] {
+            let mut got = vec![f32::NAN; m * rows];
+            matmul_with(&w, &x, m, &mut got, isa, &pool);
+            for i in 0..got.len() {
+                let e = (got[i] - want[i]).abs();
+                assert!(e <= bound[i], "Q6K {isa:?} m={m} rows={rows} k={k} at {i}: got {} want {} (err {e} > bound {})", got[i], want[i], bound[i]);
+            }
+            by_isa.push(got);
+        }
+        for i in 0..by_isa[0].len() {
+            let (s, a) = (by_isa[0][i], by_isa[1][i]);
+            assert!((a - s).abs() <= 1e-4 * (1.0 + s.abs()), "Q6K at {i}: simd {a} scalar {s}");
+        }
+    }
+}
+
+/// Q4_K repacked as Q4_1: every value within f16 rounding of the scale and
+/// minimum products (what candle/ggml compute in f32), and the kernels
+/// match the f32 matmul of the repacked values.
+#[test]
+fn q4_k_as_q4_1_is_within_f16_rounding_of_the_file_values() {
+    let pool = pool::Pool::new(2);
+    for (si, &(m, rows, k)) in K_SHAPES.iter().enumerate() {
+        let bytes = random_k_quant(true, rows, k, 80 + si as u64);
+        let w = Packed::q4_1_from_q4_k(rows, k, &bytes).unwrap();
+        assert_eq!(w.kind, Kind::Q4_1);
+        let deq = candle_dequant(&bytes, GgmlDType::Q4K, rows, k);
+        for r in 0..rows {
+            for i in 0..k {
+                let (a, b) = (deq[r][i], w.get(r, i));
+                // d·sc ≤ 0.004·63 and dmin·m ≤ 0.004·63: two f16 roundings of ≤ 2⁻¹¹ each.
+                assert!((a - b).abs() <= 2.0 * 0.26 * 15.0 / 2048.0, "Q4_K element ({r},{i}): file {a} repacked {b}");
+            }
+        }
+        let x = random_x(m, k, 90 + si as u64);
+        let (want, bound) = reference(&w, &x, m);
+        for isa in [Isa::Scalar, isa()] {
+            let mut got = vec![f32::NAN; m * rows];
+            matmul_with(&w, &x, m, &mut got, isa, &pool);
+            for i in 0..got.len() {
+                assert!((got[i] - want[i]).abs() <= bound[i], "Q4_K {isa:?} at {i}: got {} want {}", got[i], want[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn k_quant_rows_must_be_whole_super_blocks() {
+    assert_eq!(Packed::from_ggml(Kind::Q6K, 2, 288, &[0; 420]).unwrap_err(), PackError::SuperRowLength { k: 288 });
+    let e = Packed::q4_1_from_q4_k(2, 256, &[0u8; 100]).unwrap_err();
+    assert!(e.to_string().contains("100 bytes"), "{e}");
+}
+
+/// The AVX-512 tile gives exactly the AVX2 tile's floats (bit for bit), for
+/// prompt and decode shapes, odd row counts and the Q6K fallback.
+#[test]
+fn avx512_is_bitwise_avx2() {
+    if isa() != Isa::Avx512 {
+        eprintln!("no AVX-512 VNNI on this CPU: nothing to compare");
+        return;
+    }
+    let pool = pool::Pool::new(2);
+    let shapes: &[(usize, usize, usize)] = &[(1, 8, 896), (1, 13, 96), (2, 7, 576), (3, 5, 256), (4, 16, 576), (5, 9, 288), (9, 6, 128), (17, 33, 576), (128, 10, 896), (1, 40, 4864)];
+    for kind in [Kind::Q4_1, Kind::Q5_0, Kind::Q8_0] {
+        for (si, &(m, rows, k)) in shapes.iter().enumerate() {
+            let w = Packed::from_ggml(kind, rows, k, &random_ggml(kind, rows, k, 200 + si as u64)).unwrap();
+            let x = random_x(m, k, 300 + si as u64);
+            let mut a2 = vec![f32::NAN; m * rows];
+            let mut a5 = vec![f32::NAN; m * rows];
+            matmul_with(&w, &x, m, &mut a2, Isa::Avx2, &pool);
+            matmul_with(&w, &x, m, &mut a5, Isa::Avx512, &pool);
+            for i in 0..a2.len() {
+                assert_eq!(a2[i].to_bits(), a5[i].to_bits(), "{kind:?} m={m} rows={rows} k={k} at {i}: avx2 {} avx512 {}", a2[i], a5[i]);
+            }
+        }
+    }
+    // Q8_0 weights at the extremes (−128 included): the unsigned-offset trick stays exact.
+    let (m, rows, k) = (4, 6, 256);
+    let mut bytes = random_ggml(Kind::Q8_0, rows, k, 9);
+    for blk in bytes.chunks_mut(34) {
+        blk[2] = 0x80;
+        blk[3] = 0x7f;
+    }
+    let w = Packed::from_ggml(Kind::Q8_0, rows, k, &bytes).unwrap();
+    let x = random_x(m, k, 10);
+    let (mut s, mut v) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+    matmul_with(&w, &x, m, &mut s, Isa::Scalar, &pool);
+    matmul_with(&w, &x, m, &mut v, Isa::Avx512, &pool);
+    for i in 0..s.len() {
+        assert!((s[i] - v[i]).abs() <= 1e-4 * (1.0 + s[i].abs()), "Q8_0 extremes at {i}: scalar {} avx512 {}", s[i], v[i]);
+    }
+    for &(m, rows, k) in &[(5usize, 9usize, 512usize), (128, 10, 768), (1, 40, 4864), (3, 7, 256)] {
+        let bytes = random_k_quant(false, rows, k, 5 + m as u64);
+        let w = Packed::from_ggml(Kind::Q6K, rows, k, &bytes).unwrap();
+        let x = random_x(m, k, 6);
+        let (mut a2, mut a5) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+        matmul_with(&w, &x, m, &mut a2, Isa::Avx2, &pool);
+        matmul_with(&w, &x, m, &mut a5, Isa::Avx512, &pool);
+        for i in 0..a2.len() {
+            assert_eq!(a2[i].to_bits(), a5[i].to_bits(), "Q6K m={m} rows={rows} k={k} at {i}: avx2 {} avx512 {}", a2[i], a5[i]);
         }
     }
 }

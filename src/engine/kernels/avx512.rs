@@ -1,0 +1,212 @@
+//! AVX-512 (F, BW, DQ, VL, VNNI) tile kernel for Q4_1, Q5_0, Q8_0 and Q6K —
+//! the same floats as `avx2::tile`, in fewer instructions.
+//!
+//! Why: prompt processing is bound by the integer dot products. The AVX2
+//! tile spends ~7 instructions per (token, row, block); here two rows share
+//! one 512-bit register (row `2p` in the low 256 bits, `2p + 1` in the high),
+//! `vpdpbusd` does the `maddubs` + `madd` pair in one instruction (and folds
+//! in Q5_0's −16 offset as its starting value), and the scale product is
+//! one vector multiply — ~2 instructions per (token, row, block).
+//!
+//! Bit-identical to `avx2::tile` by construction: each 256-bit half holds
+//! the same eight i32 lane sums (integer sums are exact, `vpdpbusd` does not
+//! saturate), converted and multiplied-added with the same f32 operations
+//! (`d_w·d_y` is one f32 multiply in both), reduced by the same `hsum`, and
+//! Q4_1's `Σ m·s` term is the same scalar FMA chain. Q8_0 avoids the sign
+//! trick: activations are offset to unsigned (`y + 128`) and `128·Σw` is
+//! subtracted as the accumulator's starting value (exact in i32). Q6K runs
+//! its unsigned quants through `vpdpbusd` starting from `−32·Σy` and then
+//! multiplies each lane by its 16-element sub-scale (`vpmulld`): the same
+//! lane integers as the AVX2 `maddubs`/`madd`-by-scale path.
+
+#![allow(clippy::needless_range_loop)]
+
+use super::avx2::{self, KD_Q4_1, KD_Q5_0, KD_Q6K};
+use super::blocks::{Acts, Packed, QK};
+use std::arch::x86_64::*;
+
+/// True when this CPU has what these kernels use.
+pub fn available() -> bool {
+    avx2::available()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// Rows `r` and `r + 1` of a 16-byte-per-block type, nibbles unpacked:
+/// bytes 0..32 row r (element j low nibble of byte j, j + 16 high), 32..64 row r+1.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn nibbles_pair(p0: *const u8, p1: *const u8) -> __m512i {
+    let a = _mm256_broadcastsi128_si256(_mm_loadu_si128(p0 as *const __m128i));
+    let b = _mm256_broadcastsi128_si256(_mm_loadu_si128(p1 as *const __m128i));
+    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
+    let z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+    _mm512_and_si512(z, _mm512_set1_epi8(0x0F))
+}
+
+/// `out[(t0+j)·ldo + r0+i] = W[r0+i] · A[t0+j]` for `j < T`, `i < 2P`, with
+/// exactly the floats of `avx2::tile::<KD, T, 2P>`.
+///
+/// `KD`: `avx2::KD_Q4_1`, `KD_Q5_0`, `KD_Q8_0` or `KD_Q6K`. `cwf` as for
+/// `avx2::tile`; for Q4_1 also `cwt`, the same minimums block-major (row
+/// `i` of this tile at `cwt[b·cwt_stride + i]`), and `st`, the activations'
+/// `s` block-major (`st[b·a.m + t]`): with them the `Σ m·s` chains of all
+/// (token, row) pairs of the tile advance as the lanes of one vector FMA
+/// (same operations per chain as the scalar form).
+///
+/// # Safety
+/// CPU has the features of [`available`]; `r0 + 2P <= w.rows`, `t0 + T <= a.m`,
+/// `out` holds `(t0 + T) · ldo` floats and `ldo >= w.rows`.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
+    w: &Packed,
+    r0: usize,
+    a: &Acts,
+    t0: usize,
+    cwf: &[f32],
+    cwt: &[f32],
+    cwt_stride: usize,
+    st: &[f32],
+    out: *mut f32,
+    ldo: usize,
+) {
+    let (nb, nbp, k) = (w.nb, w.nbp, a.k);
+    let nr = 2 * P;
+    let vec_summs = KD == KD_Q4_1 && T * nr <= 16 && !cwt.is_empty() && !st.is_empty();
+    let (mut li, mut lj) = ([0i32; 16], [0i32; 16]);
+    for l in 0..(T * nr).min(16) {
+        li[l] = (l % nr) as i32;
+        lj[l] = (l / nr) as i32;
+    }
+    let cw_idx = _mm512_loadu_si512(li.as_ptr() as *const __m512i);
+    let sy_idx = _mm512_loadu_si512(lj.as_ptr() as *const __m512i);
+    let (cmask, smask) = (((1u32 << nr) - 1) as u16, ((1u32 << T) - 1) as u16);
+    let mut sv = _mm512_setzero_ps();
+    let qsb = if KD == KD_Q4_1 || KD == KD_Q5_0 || KD == KD_Q6K { 16 } else { 32 };
+    let sc_idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); P]; T];
+    let wq = w.qs.as_ptr().add(r0 * nb * qsb);
+    let yq = a.qs.as_ptr().add(t0 * k) as *const u8;
+    let ad = a.d.as_ptr().add(t0 * nbp);
+    let wd = w.d.as_ptr().add(r0 * nbp);
+    let sy = a.s.as_ptr().add(t0 * nbp);
+    let mut summs = [[[0f32; 2]; P]; T];
+    // Scales of 8 blocks for a row pair: lanes 0..8 row 2p, 8..16 row 2p+1.
+    let mut dv = [_mm512_setzero_ps(); P];
+    let half_base = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
+    for b in 0..nb {
+        if b % 8 == 0 {
+            for p in 0..P {
+                let h0 = _mm_loadu_si128(wd.add(2 * p * nbp + b) as *const __m128i);
+                let h1 = _mm_loadu_si128(wd.add((2 * p + 1) * nbp + b) as *const __m128i);
+                dv[p] = _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(h0), h1));
+            }
+        }
+        let idx = _mm512_add_epi32(half_base, _mm512_set1_epi32((b % 8) as i32));
+        if vec_summs {
+            let c = _mm512_maskz_loadu_ps(cmask, cwt.as_ptr().add(b * cwt_stride));
+            let s = _mm512_maskz_loadu_ps(smask, st.as_ptr().add(b * a.m + t0));
+            sv = _mm512_fmadd_ps(_mm512_permutexvar_ps(cw_idx, c), _mm512_permutexvar_ps(sy_idx, s), sv);
+        }
+        let mut wv = [zero; P];
+        let mut init = [zero; P];
+        let mut scv = [zero; P];
+        let mut bw = [_mm512_setzero_ps(); P];
+        for p in 0..P {
+            let q0 = wq.add((2 * p * nb + b) * qsb);
+            let q1 = wq.add(((2 * p + 1) * nb + b) * qsb);
+            wv[p] = match KD {
+                KD_Q4_1 => nibbles_pair(q0, q1),
+                KD_Q5_0 => {
+                    let n = nibbles_pair(q0, q1);
+                    let h0 = *w.qh.get_unchecked((r0 + 2 * p) * nb + b) as u64;
+                    let h1 = *w.qh.get_unchecked((r0 + 2 * p + 1) * nb + b) as u64;
+                    _mm512_mask_add_epi8(n, h0 | (h1 << 32), n, _mm512_set1_epi8(0x10))
+                }
+                KD_Q6K => {
+                    let (ra, rb) = ((r0 + 2 * p) * nb + b, (r0 + 2 * p + 1) * nb + b);
+                    let h0 = *w.h2.get_unchecked(ra) as i64;
+                    let h1 = *w.h2.get_unchecked(rb) as i64;
+                    let h = _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0);
+                    let h = _mm512_srlv_epi64(h, _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0));
+                    let h = _mm512_slli_epi16(_mm512_and_si512(h, _mm512_set1_epi8(3)), 4);
+                    let s0 = (w.sc.as_ptr().add(ra * 2) as *const i32).read_unaligned();
+                    let s1 = (w.sc.as_ptr().add(rb * 2) as *const i32).read_unaligned();
+                    let s16 = _mm256_castsi128_si256(_mm_set_epi32(0, 0, s1, s0));
+                    scv[p] = _mm512_permutexvar_epi32(sc_idx, _mm512_cvtepi16_epi32(s16));
+                    _mm512_or_si512(nibbles_pair(q0, q1), h)
+                }
+                _ => {
+                    let lo = _mm256_loadu_si256(q0 as *const __m256i);
+                    let hi = _mm256_loadu_si256(q1 as *const __m256i);
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+                }
+            };
+            if KD != KD_Q4_1 && KD != KD_Q5_0 && KD != KD_Q6K {
+                // −128·Σw per lane: the offset the unsigned activations add.
+                init[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(-128), wv[p]));
+            }
+            bw[p] = _mm512_permutexvar_ps(idx, dv[p]);
+        }
+        for j in 0..T {
+            let y = _mm512_broadcast_i64x4(_mm256_loadu_si256(yq.add(j * k + b * QK) as *const __m256i));
+            let dy = _mm512_set1_ps(*ad.add(j * nbp + b));
+            let (y, start) = match KD {
+                KD_Q4_1 => (y, zero),
+                KD_Q5_0 => {
+                    let y16 = _mm256_loadu_si256(a.y16.as_ptr().add(((t0 + j) * nb + b) * 8) as *const __m256i);
+                    (y, _mm512_sub_epi32(zero, _mm512_broadcast_i64x4(y16)))
+                }
+                KD_Q6K => {
+                    // 32·Σy per lane = 2 · (16·Σy).
+                    let y16 = _mm256_loadu_si256(a.y16.as_ptr().add(((t0 + j) * nb + b) * 8) as *const __m256i);
+                    (y, _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_broadcast_i64x4(y16), 1)))
+                }
+                _ => (_mm512_xor_si512(y, _mm512_set1_epi8(-128)), zero),
+            };
+            for p in 0..P {
+                let si = match KD {
+                    KD_Q4_1 | KD_Q5_0 => _mm512_dpbusd_epi32(start, wv[p], y),
+                    KD_Q6K => _mm512_mullo_epi32(_mm512_dpbusd_epi32(start, wv[p], y), scv[p]),
+                    _ => _mm512_dpbusd_epi32(init[p], y, wv[p]),
+                };
+                let s = _mm512_cvtepi32_ps(si);
+                acc[j][p] = _mm512_fmadd_ps(s, _mm512_mul_ps(bw[p], dy), acc[j][p]);
+                if KD == KD_Q4_1 && !vec_summs {
+                    let syv = *sy.add(j * nbp + b);
+                    for h in 0..2 {
+                        summs[j][p][h] = (*cwf.get_unchecked((2 * p + h) * nbp + b)).mul_add(syv, summs[j][p][h]);
+                    }
+                }
+            }
+        }
+    }
+    if vec_summs {
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), sv);
+        for j in 0..T {
+            for p in 0..P {
+                for h in 0..2 {
+                    summs[j][p][h] = lanes[j * nr + 2 * p + h];
+                }
+            }
+        }
+    }
+    for j in 0..T {
+        for p in 0..P {
+            let halves = [_mm512_castps512_ps256(acc[j][p]), _mm512_extractf32x8_ps::<1>(acc[j][p])];
+            for h in 0..2 {
+                let mut v = avx2::hsum(halves[h]);
+                if KD == KD_Q4_1 {
+                    v += summs[j][p][h];
+                }
+                *out.add((t0 + j) * ldo + r0 + 2 * p + h) = v;
+            }
+        }
+    }
+}
