@@ -126,6 +126,11 @@ impl PrefixCache {
         }
     }
 
+    /// Whether an entry holds exactly `tokens`.
+    pub fn contains(&self, tokens: &[u32]) -> bool {
+        self.entries.iter().any(|e| e.tokens == tokens)
+    }
+
     /// Marks the entry holding exactly `tokens` as just used. Returns whether
     /// nothing is left to insert: such an entry exists, or the cache is off.
     pub fn touch(&mut self, tokens: &[u32]) -> bool {
