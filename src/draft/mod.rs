@@ -32,7 +32,7 @@ pub mod request;
 
 pub use request::{validate, validate_rewrite, Customer, DraftRequest, Limits, Mode, RewriteRequest, Turn, ValidDraftRequest};
 
-use crate::engine::generate::{chat_prompt, chat_prompt_with, GenerateOptions, Generator};
+use crate::engine::generate::{chat_prompt, GenerateOptions, Generator};
 use crate::engine::prefix_cache::common_prefix;
 use crate::engine::model::Model;
 use crate::engine::prefix_cache::PrefixCache;
@@ -239,6 +239,9 @@ pub struct Drafter {
     vocab: Arc<VocabSets>,
     /// Strategy-only politeness scorer (no model file; `None` if its built-in data fails to load).
     politeness: Option<crate::score::politeness::Politeness>,
+    /// The shared prompt tokens of each brand + channel + mood + language
+    /// seen so far (cleared when the book or the templates change).
+    shared: std::collections::HashMap<WarmCombo, Arc<Vec<u32>>>,
 }
 
 /// Every brand's exemplars, embedded; without similarity if embedding fails.
@@ -278,6 +281,7 @@ impl Drafter {
             politeness: crate::score::politeness::Politeness::load()
                 .map_err(|e| tracing::warn!("politeness scorer unavailable, the score leaves it out: {e}"))
                 .ok(),
+            shared: Default::default(),
         }
     }
 
@@ -286,6 +290,7 @@ impl Drafter {
     pub fn with_prompts_dir(mut self, dir: &std::path::Path) -> Result<Self, DraftError> {
         self.planner = Planner::load(dir)?;
         self.data = DraftingData::load(dir)?;
+        self.shared.clear();
         Ok(self)
     }
 
@@ -298,6 +303,7 @@ impl Drafter {
     pub fn set_book(&mut self, book: Arc<StyleBook>) {
         self.exemplars = exemplar_index(&book, &self.mood);
         self.book = book;
+        self.shared.clear();
     }
 
     pub fn mood_detector(&self) -> &Arc<MoodDetector> {
@@ -327,16 +333,42 @@ impl Drafter {
     }
 
     /// The prompt's tokens and how many leading ones are shared by every
-    /// request with the same brand, channel, mood and language: the common
-    /// prefix of the whole prompt and the conversation before the customer's
-    /// turn (computed on tokens, so a merge across the seam cannot make the
-    /// shared part claim a token the full prompt does not have).
-    pub fn prompt_tokens(&self, p: &plan::PromptPlan, req: &ValidDraftRequest, language: &str) -> Result<(Vec<u32>, usize), DraftError> {
+    /// request with the same brand, channel, mood and language (the common
+    /// prefix with [`Drafter::shared_tokens`] of the combination, so a merge
+    /// across the seam can never make the shared part claim a token this
+    /// prompt does not have).
+    pub fn prompt_tokens(&mut self, p: &plan::PromptPlan, req: &ValidDraftRequest, mood: &str, language: &str) -> Result<(Vec<u32>, usize), DraftError> {
         let messages = self.messages(p, req, language);
         let full = chat_prompt(self.gen.tokenizer(), &self.template, &messages)?;
-        let before = chat_prompt_with(self.gen.tokenizer(), &self.template, &messages[..messages.len() - 1], false)?;
-        let shared = common_prefix(&full, &before);
-        Ok((full, shared))
+        let combo = WarmCombo { brand: req.brand.clone(), channel: req.channel.clone(), mood: mood.to_string(), language: language.to_string() };
+        let shared = self.shared_tokens(&combo)?;
+        Ok((full.clone(), common_prefix(&full, &shared)))
+    }
+
+    /// The tokens every reply prompt for this brand + channel + mood +
+    /// language starts with: system text, exemplar turns and the customer
+    /// turn's instruction line, up to where the message begins. Computed as
+    /// the common prefix of two prompts that differ only in the message, and
+    /// remembered per combination.
+    pub fn shared_tokens(&mut self, c: &WarmCombo) -> Result<Arc<Vec<u32>>, DraftError> {
+        if let Some(t) = self.shared.get(c) {
+            return Ok(t.clone());
+        }
+        let mut prompts = Vec::new();
+        for message in ["A", "Z"] {
+            let req = validate(
+                &self.book,
+                &Limits::default(),
+                DraftRequest { brand: c.brand.clone(), channel: c.channel.clone(), message: message.into(), mood: Some(c.mood.clone()), language: Some(c.language.clone()), ..Default::default() },
+            )?;
+            let p = self.plan(&req, &c.mood, &c.language)?;
+            let messages = self.messages(&p, &req, &c.language);
+            prompts.push(chat_prompt(self.gen.tokenizer(), &self.template, &messages)?);
+        }
+        let n = common_prefix(&prompts[0], &prompts[1]);
+        let t = Arc::new(prompts.swap_remove(0)[..n].to_vec());
+        self.shared.insert(c.clone(), t.clone());
+        Ok(t)
     }
 
     /// Mood, language and intent of a request (the pipeline's "understand"
@@ -395,14 +427,8 @@ impl Drafter {
     /// cached already), or `None` when the cache has no room left for it
     /// (nothing is evicted for a warm-up).
     pub fn warm_one(&mut self, c: &WarmCombo) -> Result<Option<usize>, DraftError> {
-        let req = validate(
-            &self.book,
-            &Limits::default(),
-            DraftRequest { brand: c.brand.clone(), channel: c.channel.clone(), message: "…".into(), mood: Some(c.mood.clone()), language: Some(c.language.clone()), ..Default::default() },
-        )?;
-        let p = self.plan(&req, &c.mood, &c.language)?;
-        let (tokens, shared) = self.prompt_tokens(&p, &req, &c.language)?;
-        Ok(self.gen.warm(&tokens[..shared])?)
+        let tokens = self.shared_tokens(c)?;
+        Ok(self.gen.warm(&tokens)?)
     }
 
     /// [`Drafter::warm_one`] for each combination in order, stopping when
@@ -527,7 +553,8 @@ impl Drafter {
         let start = Instant::now();
         // understand
         let Understanding { mood, language, intent, escalation } = self.understand(req)?;
-        let brand = self.book.brand(&req.brand).ok_or_else(|| DraftError::Invalid { field: "brand".into(), message: format!("unknown brand `{}`", req.brand) })?;
+        let book = self.book.clone();
+        let brand = book.brand(&req.brand).ok_or_else(|| DraftError::Invalid { field: "brand".into(), message: format!("unknown brand `{}`", req.brand) })?;
         let understand_ms = ms(start);
         if !on_event(DraftEvent::Understood { mood: &mood, language: &language, escalation: &escalation }) {
             return Err(DraftError::Cancelled);
@@ -541,7 +568,7 @@ impl Drafter {
         let tone = plan::effective_tone(&self.book, &req.brand, &mood.label);
         let plan_start = Instant::now();
         let prompt_plan = self.plan(req, &mood.label, &language)?;
-        let (prompt, shared_len) = self.prompt_tokens(&prompt_plan, req, &language)?;
+        let (prompt, shared_len) = self.prompt_tokens(&prompt_plan, req, &mood.label, &language)?;
         let plan_ms = ms(plan_start);
         let mask = DraftMask::new(self.vocab.clone(), self.mask_policy(req, &mood.label, &language));
         let mut source = request_text(req);

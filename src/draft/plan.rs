@@ -378,8 +378,10 @@ mod tests {
         assert!(a.system.contains("No exclamation marks"), "{}", a.system);
         assert!(!a.system.contains("hoodie"));
         assert!(a.user.contains("arrives Friday 14 March — https://tunely.fm/t/1"), "{}", a.user);
-        assert!(a.user.ends_with("where is my hoodie??"), "{}", a.user);
-        assert!(a.user.contains("Reply in English"), "{}", a.user);
+        // The user part opens with the instruction line the exemplar turns use
+        // (shared), then the request's own part: the message, then its facts.
+        assert!(a.user.starts_with("Reply in English to this twitter message:\nwhere is my hoodie??\n\nFacts to use word for word:"), "{}", a.user);
+        assert_eq!(b.user, "Reply in English to this twitter message:\nthe app crashed again");
         // Another mood or channel changes the system part.
         let c = planner.render(&book, &data, &req("tunely", "email", "the app crashed again", vec![]), "happy", "en", &[]).unwrap();
         assert_ne!(a.system, c.system);

@@ -518,9 +518,14 @@ impl Generator {
         let generate_ms = ms(decode_start.elapsed());
         match shared {
             None => self.remember(prompt)?,
-            // The shared state was stored while feeding, or a reused one is
-            // marked as just used (or stored again if it had been evicted).
-            Some(k) if k > 0 => self.remember(&prompt[..k])?,
+            // The shared state was stored while feeding, or the entry that
+            // covers it is marked as just used (or it is stored again if it
+            // had been evicted).
+            Some(k) if k > 0 => {
+                if !self.cache.touch_covering(&prompt[..k]) {
+                    self.remember(&prompt[..k])?;
+                }
+            }
             Some(_) => {}
         }
         let candidates: Vec<Candidate> = cands.into_iter().map(CandidateRun::into_candidate).collect();
