@@ -501,6 +501,31 @@ pub fn drop_failing_sentences(book: &StyleBook, lint: &ValidLintRequest, tone: &
     Some(Checked { text: again.text, violations: again.violations, fixes })
 }
 
+/// The check name of the shortening repair.
+pub const SHORTEN: &str = "Draft.Shorten";
+
+/// Saves a candidate by keeping only its first sentences: the longest run
+/// of leading sentences (at least one, fewer than all) that passes
+/// `check_candidate` from the start. Catches what a whole round would
+/// otherwise be spent on: a reply too long for the channel once the facts
+/// and sign-off are added (the length fix then cut the facts again), or an
+/// error in a later sentence that drifted. `None` when no prefix passes.
+#[allow(clippy::too_many_arguments)]
+pub fn keep_leading_sentences(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTone, acknowledgement: Option<&str>, source: &str, guard: &Guard, raw: &str) -> Option<Checked> {
+    let raw = raw.trim();
+    let sentences = crate::style::text::sentences(raw);
+    for k in (1..sentences.len()).rev() {
+        let head = raw[..sentences[k - 1].end].trim_end();
+        let c = check_candidate(book, lint, tone, acknowledgement, source, guard, head);
+        if !c.has_error() && !c.text.trim().is_empty() {
+            let mut fixes = vec![crate::style::fix::AppliedFix { check: SHORTEN.into(), fix: crate::style::fix::Fix::Remove { start: sentences[k - 1].end, end: raw.len() } }];
+            fixes.extend(c.fixes);
+            return Some(Checked { text: c.text, violations: c.violations, fixes });
+        }
+    }
+    None
+}
+
 fn normalized(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
@@ -847,5 +872,10 @@ mod tests {
         let only = check_candidate(&book, &lint, &tone, None, src, &g, "Premium costs $4.99 a month.");
         assert!(only.has_error());
         assert!(drop_failing_sentences(&book, &lint, &tone, None, src, &g, &only).is_none());
+        assert!(keep_leading_sentences(&book, &lint, &tone, None, src, &g, "Premium costs $4.99 a month.").is_none());
+        // Keeping the leading sentences: everything from the bad one on goes.
+        let kept = keep_leading_sentences(&book, &lint, &tone, None, src, &g, raw).expect("saved");
+        assert!(!kept.has_error() && kept.text.contains("download arrow") && !kept.text.contains("$4.99") && !kept.text.contains("without a connection"), "{}", kept.text);
+        assert_eq!(kept.fixes[0].check, SHORTEN);
     }
 }

@@ -44,7 +44,7 @@ use crate::mood::{MoodDetector, MoodError};
 use crate::style::fix::AppliedFix;
 use crate::style::lint::{LintRequest, RuleViolation, StyleBook};
 use crate::style::rule::Level;
-use check::{check_candidate, drop_failing_sentences, fill_fallback, request_text, Guard};
+use check::{check_candidate, drop_failing_sentences, fill_fallback, keep_leading_sentences, request_text, Guard};
 use constrain::{DraftMask, MaskPolicy, VocabSets};
 use plan::{DraftingData, ExemplarIndex, Planner, EXEMPLARS_PER_PROMPT};
 use crate::style::StyleError;
@@ -154,7 +154,8 @@ pub struct DraftTimings {
     #[serde(default)]
     pub rejected: usize,
     /// Candidates kept by dropping the sentences that broke an error-level rule
-    /// (`Draft.DropSentence`) instead of regenerating.
+    /// (`Draft.DropSentence`) or all sentences from there on (`Draft.Shorten`)
+    /// instead of regenerating.
     #[serde(default)]
     pub salvaged: usize,
 }
@@ -630,7 +631,9 @@ impl Drafter {
             for c in &out.candidates {
                 let mut checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text);
                 if checked.has_error() {
-                    if let Some(saved) = drop_failing_sentences(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &checked) {
+                    let saved = drop_failing_sentences(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &checked)
+                        .or_else(|| keep_leading_sentences(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text));
+                    if let Some(saved) = saved {
                         timings.salvaged += 1;
                         checked = saved;
                     }
