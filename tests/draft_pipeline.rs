@@ -7,7 +7,8 @@
 //! One `Drafter` is shared by the tests (behind a mutex) so the model and the
 //! embedder load once; `max_tokens` is small to keep debug builds quick. A
 //! test that depends on the prefix cache between two drafts holds the lock
-//! for both, so no other test's prompts come in between.
+//! for both, so no other test's prompts come in between. The prefix cache is large
+//! enough (512 MiB) for every test's prompts: a warm-up never evicts, so it must have room.
 
 use brandvoice::draft::{self, check, DraftRequest, DraftResponse, Drafter, Limits};
 use brandvoice::mood::MoodDetector;
@@ -22,7 +23,7 @@ fn drafter() -> std::sync::MutexGuard<'static, Drafter> {
         let mood = Arc::new(MoodDetector::load().expect("MiniLM mood detector loads"));
         let path = brandvoice::models::resolve("smollm2-135m").expect("smollm2 is available");
         let model = brandvoice::engine::model::load(&path, &brandvoice::engine::model::LoadOptions::default()).expect("smollm2 loads");
-        Mutex::new(Drafter::new(model, "smollm2-135m", book, mood, 64 << 20))
+        Mutex::new(Drafter::new(model, "smollm2-135m", book, mood, 512 << 20))
     })
     .lock()
     .unwrap_or_else(|e| e.into_inner())
