@@ -5,7 +5,10 @@
 //! the facts, the customer's language or a fallback).
 //!
 //! One `Drafter` is shared by the tests (behind a mutex) so the model and the
-//! embedder load once; `max_tokens` is small to keep debug builds quick.
+//! embedder load once; `max_tokens` is small to keep debug builds quick. A
+//! test that depends on the prefix cache between two drafts holds the lock
+//! for both, so no other test's prompts come in between. The prefix cache is large
+//! enough (512 MiB) for every test's prompts: a warm-up never evicts, so it must have room.
 
 use brandvoice::draft::{self, check, DraftRequest, DraftResponse, Drafter, Limits};
 use brandvoice::mood::MoodDetector;
@@ -20,7 +23,7 @@ fn drafter() -> std::sync::MutexGuard<'static, Drafter> {
         let mood = Arc::new(MoodDetector::load().expect("MiniLM mood detector loads"));
         let path = brandvoice::models::resolve("smollm2-135m").expect("smollm2 is available");
         let model = brandvoice::engine::model::load(&path, &brandvoice::engine::model::LoadOptions::default()).expect("smollm2 loads");
-        Mutex::new(Drafter::new(model, "smollm2-135m", book, mood, 64 << 20))
+        Mutex::new(Drafter::new(model, "smollm2-135m", book, mood, 512 << 20))
     })
     .lock()
     .unwrap_or_else(|e| e.into_inner())
@@ -139,5 +142,43 @@ fn japanese_message_gets_a_japanese_reply_or_the_fallback() {
         } else {
             assert!(d.text.chars().any(|c| ('\u{3040}'..='\u{30ff}').contains(&c)), "a Japanese fallback: {}", d.text);
         }
+    }
+}
+
+#[test]
+fn a_second_message_reuses_the_shared_prefix_and_warm_up_fills_it() {
+    let mut d = drafter();
+    let first = DraftRequest { mood: Some("frustrated".into()), language: Some("en".into()), ..base("northgate", "sms", "My card was declined at the shop today, why?") };
+    let second = DraftRequest { mood: Some("frustrated".into()), language: Some("en".into()), ..base("northgate", "sms", "The app says my transfer failed but the money already left my account.") };
+    let v1 = draft::validate(d.book(), &Limits::default(), first).expect("valid");
+    let v2 = draft::validate(d.book(), &Limits::default(), second).expect("valid");
+
+    // Warm-up stores the combination's shared part; a second warm-up has nothing to feed.
+    let combo = d.combo_of(&v1).expect("understood");
+    assert_eq!((combo.mood.as_str(), combo.language.as_str()), ("frustrated", "en"));
+    let r = d.warm(std::slice::from_ref(&combo)).expect("warm-up runs");
+    assert_eq!(r.warmed, 1);
+    assert!(!r.full);
+    assert_eq!(d.warm_one(&combo).expect("warm-up runs"), Some(0), "already cached");
+
+    let a = d.draft(&v1, &mut |_| true).expect("pipeline runs");
+    let b = d.draft(&v2, &mut |_| true).expect("pipeline runs");
+
+    // The shared part covers at least the system text (brand, channel, mood).
+    let p = d.plan(&v2, "frustrated", "en").expect("plan");
+    let system_tokens = d.generator().tokenizer().encode(&p.system, false).expect("tokenize").len();
+    assert!(system_tokens > 50, "{system_tokens}");
+    for t in [&a.timings, &b.timings] {
+        assert_eq!(t.shared_tokens, a.timings.shared_tokens, "one shared part for the combination");
+        assert!(t.shared_tokens >= system_tokens && t.shared_tokens < t.prompt_tokens, "{t:?}");
+        assert!(t.cached_tokens > 0 && t.cached_tokens >= t.shared_tokens, "the whole shared part comes from the cache: {t:?}");
+        assert_eq!(t.prefill_tokens, t.prompt_tokens - t.cached_tokens);
+    }
+    // The second message differs, so only its own turn is fed (its exemplars are the first's).
+    assert!(b.timings.prefill_tokens < b.timings.prompt_tokens - system_tokens, "{:?}", b.timings);
+    assert_eq!(d.plan(&v1, "frustrated", "en").expect("plan").exemplars, p.exemplars, "exemplars do not depend on the message");
+    // Every returned text is valid UTF-8 without replacement characters.
+    for x in a.drafts.iter().chain(&b.drafts) {
+        assert!(check::garbled(&x.text).is_empty(), "{}", x.text);
     }
 }

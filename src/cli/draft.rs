@@ -80,6 +80,14 @@ pub struct DraftArgs {
     /// Run only the first K cases of the suite.
     #[arg(long, requires = "suite")]
     limit: Option<usize>,
+    /// Before the timed suite run, fill the prefix cache with the shared prompt
+    /// part of every brand + channel + mood + language the suite's cases use
+    /// (what a warm server holds); the warm-up is reported, not timed.
+    #[arg(long, requires = "suite")]
+    warm: bool,
+    /// Byte budget of the prefix KV cache, in MiB.
+    #[arg(long, default_value_t = 256)]
+    prefix_cache_mb: usize,
 }
 
 fn parse_fact(s: &str) -> Fact {
@@ -90,13 +98,17 @@ fn parse_fact(s: &str) -> Fact {
 }
 
 pub(crate) fn load_drafter(model: &str, threads: Option<usize>) -> anyhow::Result<Drafter> {
+    load_drafter_with_cache(model, threads, 256 << 20)
+}
+
+pub(crate) fn load_drafter_with_cache(model: &str, threads: Option<usize>, cache_bytes: usize) -> anyhow::Result<Drafter> {
     super::generate::apply_threads(threads)?;
     let book = Arc::new(StyleBook::load(brandvoice::style::default_prompts_dir())?);
     let mood = Arc::new(MoodDetector::load().context("loading the mood detector")?);
     let path = brandvoice::models::resolve(model)?;
     let m = brandvoice::engine::model::load(&path, &brandvoice::engine::model::LoadOptions::default()).with_context(|| format!("loading {}", path.display()))?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| model.to_string());
-    Drafter::new(m, name, book, mood, 256 << 20).with_prompts_dir(&brandvoice::style::default_prompts_dir()).map_err(Into::into)
+    Drafter::new(m, name, book, mood, cache_bytes).with_prompts_dir(&brandvoice::style::default_prompts_dir()).map_err(Into::into)
 }
 
 pub fn draft(a: DraftArgs) -> anyhow::Result<ExitCode> {
@@ -112,7 +124,7 @@ pub fn draft(a: DraftArgs) -> anyhow::Result<ExitCode> {
         Some(t) => t.to_string(),
         None => bail!("a message (TEXT or -) is required"),
     };
-    let mut drafter = load_drafter(&a.model, a.threads)?;
+    let mut drafter = load_drafter_with_cache(&a.model, a.threads, a.prefix_cache_mb << 20)?;
     let req = DraftRequest {
         brand: a.brand.clone().unwrap_or_default(),
         channel: a.channel.clone().unwrap_or_default(),
@@ -171,8 +183,8 @@ fn print_human(out: &mut impl Write, r: &DraftResponse) -> std::io::Result<()> {
     let t = &r.timings;
     writeln!(
         out,
-        "\ntimings: understand {:.0} ms, prefill {:.0} ms, generate {:.0} ms, check {:.0} ms, total {:.0} ms; prompt {} tokens ({} cached), {} generated, {} round(s), {} rejected",
-        t.understand_ms, t.prefill_ms, t.generate_ms, t.check_ms, t.total_ms, t.prompt_tokens, t.cached_tokens, t.generated_tokens, t.rounds, t.rejected
+        "\ntimings: understand {:.0} ms, plan {:.0} ms, prefill {:.0} ms, first token {:.0} ms, generate {:.0} ms, check {:.0} ms, total {:.0} ms; prompt {} tokens ({} shared, {} cached, {} computed), {} generated, {} round(s), {} rejected",
+        t.understand_ms, t.plan_ms, t.prefill_ms, t.first_token_ms, t.generate_ms, t.check_ms, t.total_ms, t.prompt_tokens, t.shared_tokens, t.cached_tokens, t.prefill_tokens, t.generated_tokens, t.rounds, t.rejected
     )
 }
 
@@ -230,7 +242,7 @@ fn run_suite(a: &DraftArgs, path: &PathBuf) -> anyhow::Result<ExitCode> {
     if let Some(k) = a.limit {
         cases.truncate(k);
     }
-    let mut drafter = load_drafter(&a.model, a.threads)?;
+    let mut drafter = load_drafter_with_cache(&a.model, a.threads, a.prefix_cache_mb << 20)?;
     let book = drafter.book().clone();
     // Validate everything first: a bad line fails before any model work.
     let mut valid = Vec::new();
@@ -253,6 +265,27 @@ fn run_suite(a: &DraftArgs, path: &PathBuf) -> anyhow::Result<ExitCode> {
         w.n = 1;
         drafter.draft(&w, &mut |_| true)?;
     }
+    if a.warm {
+        let mut combos = Vec::new();
+        for (c, _, v) in &valid {
+            let combo = drafter.combo_of(v).with_context(|| format!("case {}", c.id))?;
+            if !combos.contains(&combo) {
+                combos.push(combo);
+            }
+        }
+        let r = drafter.warm(&combos)?;
+        let st = drafter.generator().cache_stats();
+        eprintln!(
+            "warm-up: {} of {} brand+channel+mood+language combinations cached ({} prompt tokens fed, {:.1} s; prefix cache {} MiB of {} MiB){}",
+            r.warmed,
+            combos.len(),
+            r.tokens_fed,
+            r.ms / 1000.0,
+            st.bytes >> 20,
+            st.budget_bytes >> 20,
+            if r.full { " — the cache is full: raise --prefix-cache-mb" } else { "" }
+        );
+    }
     let started = Instant::now();
     #[derive(Default)]
     struct Acc {
@@ -266,6 +299,8 @@ fn run_suite(a: &DraftArgs, path: &PathBuf) -> anyhow::Result<ExitCode> {
     let (mut prompt_tokens, mut cached_tokens) = (0usize, 0usize);
     let (mut mood_right, mut lang_right, mut n1_runs) = (0usize, 0usize, 0usize);
     let mut rounds_total = 0usize;
+    let (mut computed_tokens, mut shared_tokens, mut generated_tokens) = (0usize, 0usize, 0usize);
+    let mut first_token: Vec<f64> = Vec::new();
     for (i, (c, n, v)) in valid.iter().enumerate() {
         let resp = drafter.draft(v, &mut |_| true).with_context(|| format!("case {}", c.id))?;
         let lint_req = book.validate(&LintRequest { brand: v.brand.clone(), channel: v.channel.clone(), mood: Some(resp.mood.label.clone()), language: Some(resp.language.clone()), facts: v.facts.clone() }, "")?;
@@ -298,6 +333,10 @@ fn run_suite(a: &DraftArgs, path: &PathBuf) -> anyhow::Result<ExitCode> {
         cache_hits += resp.timings.cache_hit as usize;
         prompt_tokens += resp.timings.prompt_tokens;
         cached_tokens += resp.timings.cached_tokens;
+        computed_tokens += resp.timings.prefill_tokens;
+        shared_tokens += resp.timings.shared_tokens;
+        generated_tokens += resp.timings.generated_tokens;
+        first_token.push(resp.timings.first_token_ms);
         lat.entry(*n).or_default().push(resp.timings.total_ms);
         if *n == 1 {
             n1_runs += 1;
@@ -338,6 +377,16 @@ fn run_suite(a: &DraftArgs, path: &PathBuf) -> anyhow::Result<ExitCode> {
     }
     writeln!(s, "latency n=1 twitter: p50 {:.0} ms ({} runs)", pct(&mut lat_twitter, 0.5), lat_twitter.len())?;
     writeln!(s, "prefix cache: {:.0}% of runs hit, {:.0}% of prompt tokens reused", 100.0 * cache_hits as f64 / runs.max(1) as f64, 100.0 * cached_tokens as f64 / prompt_tokens.max(1) as f64)?;
+    let per = |x: usize| x as f64 / runs.max(1) as f64;
+    writeln!(
+        s,
+        "tokens per run (mean): prompt {:.0}, shared {:.0}, computed (prefill) {:.0}, generated {:.0} (all rounds); first token p50 {:.0} ms",
+        per(prompt_tokens),
+        per(shared_tokens),
+        per(computed_tokens),
+        per(generated_tokens),
+        pct(&mut first_token, 0.5)
+    )?;
     writeln!(s, "mood detected = label: {mood_right}/{n1_runs}; reply language = customer's (where served): {lang_right}/{n1_runs}; mean rounds {:.2}", rounds_total as f64 / runs.max(1) as f64)?;
     Ok(if recheck_bad > 0 || invented_total > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -30,10 +30,14 @@ pub struct ServeArgs {
     /// reviews and admin routes work; drafting and triage answer 503.
     #[arg(long)]
     pub no_model: bool,
+    /// Pre-fill the prefix cache at start for hot brand × channel × mood combinations
+    /// (between requests; see `[server] warm`, BRANDVOICE_WARM).
+    #[arg(long)]
+    pub warm: bool,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    let flags = Overrides { bind: a.bind, model: a.model, threads: a.threads, queue: a.queue };
+    let flags = Overrides { bind: a.bind, model: a.model, threads: a.threads, queue: a.queue, warm: a.warm.then_some(true) };
     let cfg = ServeConfig::load(a.config.as_deref(), &flags)?;
     let threads = super::generate::apply_threads(cfg.model.threads)?;
     tracing::info!(model = %cfg.model.name, threads, queue = cfg.server.queue_size, "starting");

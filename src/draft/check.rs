@@ -452,6 +452,80 @@ pub fn check_candidate(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTon
     Checked { text: fixed, violations, fixes }
 }
 
+/// The check name of the sentence-dropping repair.
+pub const DROP_SENTENCE: &str = "Draft.DropSentence";
+
+/// Saves a candidate whose error-level violations all sit inside sentences
+/// it can do without: those sentences are removed and the rest is checked
+/// again from the start (the same `check_candidate`, so nothing it would
+/// refuse gets through). `None` when an error spans no sentence or every
+/// sentence, when nothing would be left, or when the shorter text still
+/// breaks an error-level rule. One invented price or a copied prompt line
+/// then costs a sentence instead of a whole regeneration round.
+#[allow(clippy::too_many_arguments)]
+pub fn drop_failing_sentences(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTone, acknowledgement: Option<&str>, source: &str, guard: &Guard, checked: &Checked) -> Option<Checked> {
+    let errors: Vec<&RuleViolation> = checked.violations.iter().filter(|v| v.level == Level::Error).collect();
+    if errors.is_empty() {
+        return None;
+    }
+    let text = &checked.text;
+    let sentences = crate::style::text::sentences(text);
+    let overlaps = |v: &RuleViolation, r: &Range<usize>| v.span.start < r.end && r.start < v.span.end;
+    if errors.iter().any(|v| !sentences.iter().any(|r| overlaps(v, r))) {
+        return None;
+    }
+    let drop: Vec<&Range<usize>> = sentences.iter().filter(|r| errors.iter().any(|v| overlaps(v, r))).collect();
+    // Something of the body must stay (a sign-off alone is no reply).
+    let body_end = sign_off_start(text).unwrap_or(text.len());
+    if sentences.iter().filter(|r| r.start < body_end).all(|r| drop.contains(&r)) {
+        return None;
+    }
+    let mut kept = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in &drop {
+        kept.push_str(&text[at..r.start]);
+        at = r.end;
+    }
+    kept.push_str(&text[at..]);
+    let kept = kept.split('\n').map(|l| l.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n");
+    if kept.trim().is_empty() {
+        return None;
+    }
+    let again = check_candidate(book, lint, tone, acknowledgement, source, guard, &kept);
+    if again.has_error() || again.text.trim().is_empty() {
+        return None;
+    }
+    let mut fixes = checked.fixes.clone();
+    fixes.extend(drop.iter().map(|r| crate::style::fix::AppliedFix { check: DROP_SENTENCE.into(), fix: crate::style::fix::Fix::Remove { start: r.start, end: r.end } }));
+    fixes.extend(again.fixes);
+    Some(Checked { text: again.text, violations: again.violations, fixes })
+}
+
+/// The check name of the shortening repair.
+pub const SHORTEN: &str = "Draft.Shorten";
+
+/// Saves a candidate by keeping only its first sentences: the longest run
+/// of leading sentences (at least one, fewer than all) that passes
+/// `check_candidate` from the start. Catches what a whole round would
+/// otherwise be spent on: a reply too long for the channel once the facts
+/// and sign-off are added (the length fix then cut the facts again), or an
+/// error in a later sentence that drifted. `None` when no prefix passes.
+#[allow(clippy::too_many_arguments)]
+pub fn keep_leading_sentences(book: &StyleBook, lint: &ValidLintRequest, tone: &MoodTone, acknowledgement: Option<&str>, source: &str, guard: &Guard, raw: &str) -> Option<Checked> {
+    let raw = raw.trim();
+    let sentences = crate::style::text::sentences(raw);
+    for k in (1..sentences.len()).rev() {
+        let head = raw[..sentences[k - 1].end].trim_end();
+        let c = check_candidate(book, lint, tone, acknowledgement, source, guard, head);
+        if !c.has_error() && !c.text.trim().is_empty() {
+            let mut fixes = vec![crate::style::fix::AppliedFix { check: SHORTEN.into(), fix: crate::style::fix::Fix::Remove { start: sentences[k - 1].end, end: raw.len() } }];
+            fixes.extend(c.fixes);
+            return Some(Checked { text: c.text, violations: c.violations, fixes });
+        }
+    }
+    None
+}
+
 fn normalized(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
@@ -777,5 +851,31 @@ mod tests {
     fn japanese_and_hindi_names_drop_cleanly() {
         assert_eq!(fill_fallback("{{name}}様、{{masked_email}}宛にログイン用のリンクをお送りしました。30分間有効です。", &[Fact { text: "masked_email: s***@example.com".into(), url: None }], None, None), "s***@example.com宛にログイン用のリンクをお送りしました。30分間有効です。");
         assert_eq!(fill_fallback("{{name}} जी, हमने {{masked_email}} पर साइन इन लिंक भेजा है।", &[Fact { text: "masked_email: r***@mail.in".into(), url: None }], None, None), "हमने r***@mail.in पर साइन इन लिंक भेजा है।");
+    }
+
+    #[test]
+    fn a_sentence_with_an_invented_price_is_dropped_instead_of_the_draft() {
+        use crate::style::lint::LintRequest;
+        let book = StyleBook::load(crate::style::default_prompts_dir()).expect("prompts load");
+        let lint = book.validate(&LintRequest { brand: "tunely".into(), channel: "live_chat".into(), mood: Some("neutral".into()), language: Some("en".into()), facts: vec![] }, "").expect("valid");
+        let tone = crate::draft::plan::effective_tone(&book, "tunely", "neutral");
+        let src = "How do I download songs for offline listening?";
+        let g = guard(false, src);
+        let raw = "Tap the download arrow on any playlist to save it for offline listening. Premium costs $4.99 a month. The songs then play without a connection.";
+        let first = check_candidate(&book, &lint, &tone, None, src, &g, raw);
+        assert!(first.has_error(), "{:#?}", first.violations);
+        let saved = drop_failing_sentences(&book, &lint, &tone, None, src, &g, &first).expect("saved");
+        assert!(!saved.has_error(), "{:#?}", saved.violations);
+        assert!(!saved.text.contains("$4.99") && saved.text.contains("download arrow") && saved.text.contains("without a connection"), "{}", saved.text);
+        assert!(saved.fixes.iter().any(|f| f.check == DROP_SENTENCE));
+        // An error in the only sentence: nothing to save.
+        let only = check_candidate(&book, &lint, &tone, None, src, &g, "Premium costs $4.99 a month.");
+        assert!(only.has_error());
+        assert!(drop_failing_sentences(&book, &lint, &tone, None, src, &g, &only).is_none());
+        assert!(keep_leading_sentences(&book, &lint, &tone, None, src, &g, "Premium costs $4.99 a month.").is_none());
+        // Keeping the leading sentences: everything from the bad one on goes.
+        let kept = keep_leading_sentences(&book, &lint, &tone, None, src, &g, raw).expect("saved");
+        assert!(!kept.has_error() && kept.text.contains("download arrow") && !kept.text.contains("$4.99") && !kept.text.contains("without a connection"), "{}", kept.text);
+        assert_eq!(kept.fixes[0].check, SHORTEN);
     }
 }

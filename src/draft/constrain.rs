@@ -10,6 +10,17 @@
 //! budget per candidate — past the soft budget it ends the reply at the next
 //! sentence end, at the hard budget it forces end-of-generation.
 //!
+//! It also keeps the output valid UTF-8: byte-level BPE vocabularies hold
+//! tokens that are parts of a multi-byte character, and a small model will
+//! sometimes follow a lead byte with something that does not continue it
+//! (or end mid-character), which decodes to U+FFFD and costs a whole
+//! regeneration round (`Draft.Garbled`). The mask tracks the unfinished
+//! character at the end of the output and only lets through tokens that
+//! continue it correctly (std's UTF-8 validation decides, so overlong and
+//! surrogate forms are refused too); with no character open, tokens that
+//! start with a continuation byte are banned, and tokens that are invalid
+//! in themselves are banned always.
+//!
 //! Hand-written because the engine's `LogitMask` hook is ours; the token
 //! classes are simple byte/char tests, no grammar engine is needed.
 
@@ -28,6 +39,28 @@ pub struct VocabSets {
     pub sentence_end: Vec<bool>,
     /// Per token: characters, with CJK and emoji counted twice (Twitter's weighting).
     pub weight: Vec<u16>,
+    /// Per token: its bytes (empty for control tokens).
+    pub bytes: Vec<Box<[u8]>>,
+    /// Tokens that start with a UTF-8 continuation byte (and are otherwise
+    /// well formed): only right after an unfinished character.
+    pub utf8_continuations: Vec<u32>,
+    /// Tokens that can never be part of valid UTF-8 output.
+    pub utf8_invalid: Vec<u32>,
+}
+
+/// The unfinished character at the end of `bytes`: `Ok(tail)` when `bytes`
+/// is valid UTF-8 up to an incomplete last character (`tail` holds its
+/// bytes, empty when nothing is open), `Err(())` when it is not valid.
+pub fn utf8_tail(bytes: &[u8]) -> Result<&[u8], ()> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(&[]),
+        Err(e) if e.error_len().is_none() => Ok(&bytes[e.valid_up_to()..]),
+        Err(_) => Err(()),
+    }
+}
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
 }
 
 /// Emoji and pictographs (the ranges the rule engine's emoji check knows, roughly).
@@ -43,12 +76,19 @@ fn is_wide(c: char) -> bool {
 impl VocabSets {
     pub fn build(tok: &Tokenizer) -> Self {
         let n = tok.vocab_size();
-        let mut s = VocabSets { eog: tok.eog_ids().to_vec(), sentence_end: vec![false; n], weight: vec![0; n], ..Default::default() };
+        let mut s = VocabSets { eog: tok.eog_ids().to_vec(), sentence_end: vec![false; n], weight: vec![0; n], bytes: vec![Box::default(); n], ..Default::default() };
         for id in 0..n as u32 {
             if tok.is_special(id) {
                 continue;
             }
             let bytes = tok.token_bytes(id);
+            let lead = bytes.iter().take_while(|&&b| is_continuation(b)).count();
+            if lead > 3 || utf8_tail(&bytes[lead..]).is_err() {
+                s.utf8_invalid.push(id);
+            } else if lead > 0 {
+                s.utf8_continuations.push(id);
+            }
+            s.bytes[id as usize] = bytes.clone().into_boxed_slice();
             let text = String::from_utf8_lossy(&bytes);
             let lower = text.to_lowercase();
             if bytes.contains(&0xF0) || text.chars().any(is_emoji) {
@@ -86,6 +126,8 @@ pub struct MaskPolicy {
     pub hard_chars: Option<usize>,
     /// End-of-generation is banned until this many tokens (no empty drafts).
     pub min_tokens: usize,
+    /// Allow only tokens that keep the output valid UTF-8.
+    pub valid_utf8: bool,
 }
 
 /// The engine `LogitMask` of one request; forked per candidate.
@@ -96,6 +138,8 @@ pub struct DraftMask {
     banned: Arc<Vec<u32>>,
     seen: usize,
     chars: usize,
+    /// Bytes of the unfinished character at the end of the output (≤ 3).
+    open: Vec<u8>,
 }
 
 impl DraftMask {
@@ -110,9 +154,38 @@ impl DraftMask {
         if policy.ban_hashtags {
             banned.extend_from_slice(&sets.hashtag);
         }
+        if policy.valid_utf8 {
+            banned.extend_from_slice(&sets.utf8_invalid);
+        }
         banned.sort_unstable();
         banned.dedup();
-        DraftMask { sets, policy, banned: Arc::new(banned), seen: 0, chars: 0 }
+        DraftMask { sets, policy, banned: Arc::new(banned), seen: 0, chars: 0, open: Vec::new() }
+    }
+
+    /// Only tokens that continue the open character correctly keep their
+    /// logit; everything else (end-of-generation included) is banned.
+    fn continue_open_char(&self, logits: &mut [f32]) {
+        let keep: Vec<(usize, f32)> = self
+            .sets
+            .utf8_continuations
+            .iter()
+            .map(|&t| t as usize)
+            .filter(|&t| t < logits.len())
+            .filter(|&t| {
+                let mut b = self.open.clone();
+                b.extend_from_slice(&self.sets.bytes[t]);
+                utf8_tail(&b).is_ok()
+            })
+            .map(|t| (t, logits[t]))
+            .collect();
+        if keep.is_empty() {
+            // Nothing in this vocabulary continues it: let the model end.
+            return;
+        }
+        logits.iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        for (t, l) in keep {
+            logits[t] = if l.is_finite() { l } else { -1e30 };
+        }
     }
 
     pub fn banned_count(&self) -> usize {
@@ -137,8 +210,20 @@ impl LogitMask for DraftMask {
     fn apply(&mut self, generated: &[u32], logits: &mut [f32]) {
         for &t in &generated[self.seen.min(generated.len())..] {
             self.chars += self.sets.weight.get(t as usize).copied().unwrap_or(1) as usize;
+            if self.policy.valid_utf8 {
+                if let Some(b) = self.sets.bytes.get(t as usize) {
+                    self.open.extend_from_slice(b);
+                    let keep = utf8_tail(&self.open).map(<[u8]>::len).unwrap_or(0);
+                    self.open.drain(..self.open.len() - keep);
+                }
+            }
         }
         self.seen = generated.len();
+        if self.policy.valid_utf8 && !self.open.is_empty() {
+            // Mid-character: finish it before anything else (the length
+            // budget and end-of-generation wait one or two tokens).
+            return self.continue_open_char(logits);
+        }
         if let Some(hard) = self.policy.hard_chars {
             if self.chars >= hard {
                 return self.force_eog(logits);
@@ -154,6 +239,13 @@ impl LogitMask for DraftMask {
                 *l = f32::NEG_INFINITY;
             }
         }
+        if self.policy.valid_utf8 {
+            for &id in &self.sets.utf8_continuations {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
         if generated.len() < self.policy.min_tokens {
             for &e in &self.sets.eog {
                 if let Some(l) = logits.get_mut(e as usize) {
@@ -167,6 +259,7 @@ impl LogitMask for DraftMask {
         let mut m = self.clone();
         m.seen = 0;
         m.chars = 0;
+        m.open.clear();
         Box::new(m)
     }
 }
@@ -184,7 +277,64 @@ mod tests {
             eog: vec![5],
             sentence_end: vec![false, true, false, false, false, false, false],
             weight: vec![2, 7, 2, 5, 1, 0, 3],
+            ..Default::default()
         })
+    }
+
+    /// A byte-level vocabulary: 0 "a", 1 "\xE3" (lead of a 3-byte char),
+    /// 2 "\x81\x82" (its two continuation bytes: "あ"), 3 "\x81" (one),
+    /// 4 "\x82b", 5 "\xFF" (never valid), 6 EOG, 7 "\xE3\x81" (lead + one).
+    fn byte_sets() -> Arc<VocabSets> {
+        let bytes: Vec<&[u8]> = vec![b"a", b"\xE3", b"\x81\x82", b"\x81", b"\x82b", b"\xFF", b"", b"\xE3\x81"];
+        let mut s = VocabSets { eog: vec![6], sentence_end: vec![false; 8], weight: vec![1; 8], ..Default::default() };
+        for (id, b) in bytes.iter().enumerate() {
+            s.bytes.push(b.to_vec().into_boxed_slice());
+            let lead = b.iter().take_while(|&&x| is_continuation(x)).count();
+            if utf8_tail(&b[lead..]).is_err() {
+                s.utf8_invalid.push(id as u32);
+            } else if lead > 0 {
+                s.utf8_continuations.push(id as u32);
+            }
+        }
+        Arc::new(s)
+    }
+
+    fn allowed(m: &mut DraftMask, generated: &[u32]) -> Vec<usize> {
+        let mut l = vec![0.0; 8];
+        m.apply(generated, &mut l);
+        l.iter().enumerate().filter(|(_, x)| x.is_finite()).map(|(i, _)| i).collect()
+    }
+
+    #[test]
+    fn utf8_mask_only_lets_valid_continuations_through() {
+        let sets = byte_sets();
+        assert_eq!(sets.utf8_invalid, vec![5]);
+        assert_eq!(sets.utf8_continuations, vec![2, 3, 4]);
+        let mut m = DraftMask::new(sets.clone(), MaskPolicy { valid_utf8: true, ..Default::default() });
+        // Nothing open: no continuation bytes, never 0xFF.
+        assert_eq!(allowed(&mut m, &[]), vec![0, 1, 6, 7]);
+        // After the lead byte: two continuation bytes, or one; not "a", not EOG.
+        assert_eq!(allowed(&mut m, &[1]), vec![2, 3]);
+        // After lead + one continuation: exactly one more ("\x81\x82" would be one too many).
+        assert_eq!(allowed(&mut m, &[1, 3]), vec![3, 4]);
+        // Finished: back to normal.
+        assert_eq!(allowed(&mut m, &[1, 3, 4]), vec![0, 1, 6, 7]);
+        // The hard length budget waits for the character to finish.
+        let mut h = DraftMask::new(sets.clone(), MaskPolicy { valid_utf8: true, hard_chars: Some(1), ..Default::default() });
+        assert_eq!(allowed(&mut h, &[7]), vec![3, 4]);
+        assert_eq!(allowed(&mut h, &[7, 3]), vec![6]);
+        // Off: everything goes.
+        let mut off = DraftMask::new(sets, MaskPolicy::default());
+        assert_eq!(allowed(&mut off, &[1]).len(), 8);
+    }
+
+    #[test]
+    fn utf8_tail_reports_the_open_character() {
+        assert_eq!(utf8_tail(b"ab"), Ok(&b""[..]));
+        assert_eq!(utf8_tail(b"a\xE3\x81"), Ok(&b"\xE3\x81"[..]));
+        assert_eq!(utf8_tail(b"\xE3a"), Err(()));
+        // A surrogate (ED A0 80) is refused already at its second byte.
+        assert_eq!(utf8_tail(b"\xED\xA0"), Err(()));
     }
 
     #[test]

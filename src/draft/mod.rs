@@ -17,6 +17,13 @@
 //! - [`Drafter::draft`] streams [`DraftEvent`]s through a callback (returning
 //!   `false` cancels: a client that disconnects stops its generation) and
 //!   returns the final, checked [`DraftResponse`].
+//!
+//! Latency shape: the prompt is everything for a brand + channel + mood +
+//! language (system text and a stable set of exemplar turns) followed by the
+//! customer's turn. Only that shared part goes into the engine's prefix cache
+//! (`Generator::generate_shared`), so a warm request feeds just the customer's
+//! turn; [`Drafter::warm`] fills the cache for hot combinations ahead of
+//! time (the server does it between requests at start-up).
 
 pub mod check;
 pub mod constrain;
@@ -26,6 +33,7 @@ pub mod request;
 pub use request::{validate, validate_rewrite, Customer, DraftRequest, Limits, Mode, RewriteRequest, Turn, ValidDraftRequest};
 
 use crate::engine::generate::{chat_prompt, GenerateOptions, Generator};
+use crate::engine::prefix_cache::common_prefix;
 use crate::engine::model::Model;
 use crate::engine::prefix_cache::PrefixCache;
 use crate::engine::sampling::SamplingParams;
@@ -36,7 +44,7 @@ use crate::mood::{MoodDetector, MoodError};
 use crate::style::fix::AppliedFix;
 use crate::style::lint::{LintRequest, RuleViolation, StyleBook};
 use crate::style::rule::Level;
-use check::{check_candidate, fill_fallback, request_text, Guard};
+use check::{check_candidate, drop_failing_sentences, fill_fallback, keep_leading_sentences, request_text, Guard};
 use constrain::{DraftMask, MaskPolicy, VocabSets};
 use plan::{DraftingData, ExemplarIndex, Planner, EXEMPLARS_PER_PROMPT};
 use crate::style::StyleError;
@@ -116,7 +124,13 @@ pub struct DraftTimings {
     pub queued_ms: f64,
     /// Mood, language and escalation detection.
     pub understand_ms: f64,
+    /// Rendering and tokenizing the prompt.
+    #[serde(default)]
+    pub plan_ms: f64,
     pub prefill_ms: f64,
+    /// From the start of the request to the first generated token (first round).
+    #[serde(default)]
+    pub first_token_ms: f64,
     pub generate_ms: f64,
     /// Lint, repair and scoring.
     pub check_ms: f64,
@@ -124,6 +138,13 @@ pub struct DraftTimings {
     pub prompt_tokens: usize,
     /// Prompt tokens served by the prefix cache.
     pub cached_tokens: usize,
+    /// Prompt tokens computed (prompt − cached), first round.
+    #[serde(default)]
+    pub prefill_tokens: usize,
+    /// Leading prompt tokens shared by every request for this brand +
+    /// channel + mood + language (what the prefix cache keeps).
+    #[serde(default)]
+    pub shared_tokens: usize,
     pub cache_hit: bool,
     pub generated_tokens: usize,
     /// Generation rounds run (1 + regenerations of candidates that failed a check).
@@ -132,6 +153,11 @@ pub struct DraftTimings {
     /// Candidates discarded because an error-level rule still failed after repair.
     #[serde(default)]
     pub rejected: usize,
+    /// Candidates kept by dropping the sentences that broke an error-level rule
+    /// (`Draft.DropSentence`) or all sentences from there on (`Draft.Shorten`)
+    /// instead of regenerating.
+    #[serde(default)]
+    pub salvaged: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -149,6 +175,36 @@ pub struct DraftResponse {
     /// The intent used to pick the fallback (given, or inferred from the message).
     #[serde(default)]
     pub intent: String,
+}
+
+/// What the "understand" step found for a request.
+#[derive(Debug, Clone)]
+pub struct Understanding {
+    pub mood: MoodUsed,
+    pub language: String,
+    pub intent: String,
+    pub escalation: Vec<EscalationFlag>,
+}
+
+/// One brand + channel + mood + language: the unit of prompt sharing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WarmCombo {
+    pub brand: String,
+    pub channel: String,
+    pub mood: String,
+    pub language: String,
+}
+
+/// What a warm-up did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WarmReport {
+    /// Combinations now in the prefix cache.
+    pub warmed: usize,
+    /// Prompt tokens fed (0 for combinations cached already).
+    pub tokens_fed: usize,
+    /// Stopped early: the prefix cache had no room for the next one.
+    pub full: bool,
+    pub ms: f64,
 }
 
 /// What the pipeline reports while it works.
@@ -184,6 +240,9 @@ pub struct Drafter {
     vocab: Arc<VocabSets>,
     /// Strategy-only politeness scorer (no model file; `None` if its built-in data fails to load).
     politeness: Option<crate::score::politeness::Politeness>,
+    /// The shared prompt tokens of each brand + channel + mood + language
+    /// seen so far (cleared when the book or the templates change).
+    shared: std::collections::HashMap<WarmCombo, Arc<Vec<u32>>>,
 }
 
 /// Every brand's exemplars, embedded; without similarity if embedding fails.
@@ -223,6 +282,7 @@ impl Drafter {
             politeness: crate::score::politeness::Politeness::load()
                 .map_err(|e| tracing::warn!("politeness scorer unavailable, the score leaves it out: {e}"))
                 .ok(),
+            shared: Default::default(),
         }
     }
 
@@ -231,6 +291,7 @@ impl Drafter {
     pub fn with_prompts_dir(mut self, dir: &std::path::Path) -> Result<Self, DraftError> {
         self.planner = Planner::load(dir)?;
         self.data = DraftingData::load(dir)?;
+        self.shared.clear();
         Ok(self)
     }
 
@@ -243,6 +304,7 @@ impl Drafter {
     pub fn set_book(&mut self, book: Arc<StyleBook>) {
         self.exemplars = exemplar_index(&book, &self.mood);
         self.book = book;
+        self.shared.clear();
     }
 
     pub fn mood_detector(&self) -> &Arc<MoodDetector> {
@@ -267,9 +329,128 @@ impl Drafter {
 
     /// The prompt the model would see for `req` (for `--show-prompt` and tests).
     pub fn plan(&self, req: &ValidDraftRequest, mood: &str, language: &str) -> Result<plan::PromptPlan, DraftError> {
-        let emb = self.mood.embedder().embed(&req.message).unwrap_or_default();
-        let ex = self.exemplars.select(&req.brand, &req.channel, mood, language, &emb, EXEMPLARS_PER_PROMPT);
+        let ex = self.exemplars.select_stable(&req.brand, &req.channel, mood, language, EXEMPLARS_PER_PROMPT);
         self.planner.render(&self.book, &self.data, req, mood, language, &ex)
+    }
+
+    /// The prompt's tokens and how many leading ones are shared by every
+    /// request with the same brand, channel, mood and language (the common
+    /// prefix with [`Drafter::shared_tokens`] of the combination, so a merge
+    /// across the seam can never make the shared part claim a token this
+    /// prompt does not have).
+    pub fn prompt_tokens(&mut self, p: &plan::PromptPlan, req: &ValidDraftRequest, mood: &str, language: &str) -> Result<(Vec<u32>, usize), DraftError> {
+        let messages = self.messages(p, req, language);
+        let full = chat_prompt(self.gen.tokenizer(), &self.template, &messages)?;
+        let combo = WarmCombo { brand: req.brand.clone(), channel: req.channel.clone(), mood: mood.to_string(), language: language.to_string() };
+        let shared = self.shared_tokens(&combo)?;
+        Ok((full.clone(), common_prefix(&full, &shared)))
+    }
+
+    /// The tokens every reply prompt for this brand + channel + mood +
+    /// language starts with: system text, exemplar turns and the customer
+    /// turn's instruction line, up to where the message begins. Computed as
+    /// the common prefix of two prompts that differ only in the message, and
+    /// remembered per combination.
+    pub fn shared_tokens(&mut self, c: &WarmCombo) -> Result<Arc<Vec<u32>>, DraftError> {
+        if let Some(t) = self.shared.get(c) {
+            return Ok(t.clone());
+        }
+        let mut prompts = Vec::new();
+        for message in ["A", "Z"] {
+            let req = validate(
+                &self.book,
+                &Limits::default(),
+                DraftRequest { brand: c.brand.clone(), channel: c.channel.clone(), message: message.into(), mood: Some(c.mood.clone()), language: Some(c.language.clone()), ..Default::default() },
+            )?;
+            let p = self.plan(&req, &c.mood, &c.language)?;
+            let messages = self.messages(&p, &req, &c.language);
+            prompts.push(chat_prompt(self.gen.tokenizer(), &self.template, &messages)?);
+        }
+        let n = common_prefix(&prompts[0], &prompts[1]);
+        let t = Arc::new(prompts.swap_remove(0)[..n].to_vec());
+        self.shared.insert(c.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// Mood, language and intent of a request (the pipeline's "understand"
+    /// step, without the timing).
+    pub fn understand(&self, req: &ValidDraftRequest) -> Result<Understanding, DraftError> {
+        let history: Vec<&str> = req.history.iter().filter(|t| t.role == "customer").map(|t| t.text.as_str()).collect();
+        let report = self.mood.analyze_with_history(&req.message, &history)?;
+        let mood = match &req.mood {
+            Some(m) => MoodUsed { label: m.clone(), confidence: 1.0, detected: false },
+            None => MoodUsed { label: report.mood.clone(), confidence: report.confidence, detected: true },
+        };
+        let brand = self.book.brand(&req.brand).ok_or_else(|| DraftError::Invalid { field: "brand".into(), message: format!("unknown brand `{}`", req.brand) })?;
+        let served = &brand.guide.languages;
+        let language = req
+            .language
+            .clone()
+            .or_else(|| Some(report.language.code.clone()).filter(|l| served.contains(l)))
+            .or_else(|| served.first().cloned())
+            .unwrap_or_else(|| "en".into());
+        let intents: Vec<&str> = brand.guide.fallbacks.keys().map(String::as_str).collect();
+        let intent = req.intent.clone().unwrap_or_else(|| self.data.infer_intent(&req.message, &intents));
+        Ok(Understanding { mood, language, intent, escalation: report.escalation })
+    }
+
+    /// Every brand × `channels` × mood × the brand's languages, hottest
+    /// first: the brand's first language before its others, then in the
+    /// order of `channels`, then brand, then mood (the book's order). Unknown
+    /// channels are skipped.
+    pub fn hot_combos(&self, channels: &[String]) -> Vec<WarmCombo> {
+        let moods: Vec<&String> = self.book.moods.moods.keys().collect();
+        let max_langs = self.book.brands.values().map(|b| b.guide.languages.len()).max().unwrap_or(0);
+        let mut out = Vec::new();
+        for rank in 0..max_langs {
+            for channel in channels.iter().filter(|c| self.book.channels.channels.contains_key(*c)) {
+                for (id, b) in &self.book.brands {
+                    let Some(language) = b.guide.languages.get(rank) else { continue };
+                    for mood in &moods {
+                        out.push(WarmCombo { brand: id.clone(), channel: channel.clone(), mood: (*mood).clone(), language: language.clone() });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The combination a request will use (runs the mood detector when the
+    /// request gives no mood).
+    pub fn combo_of(&self, req: &ValidDraftRequest) -> Result<WarmCombo, DraftError> {
+        let u = self.understand(req)?;
+        Ok(WarmCombo { brand: req.brand.clone(), channel: req.channel.clone(), mood: u.mood.label, language: u.language })
+    }
+
+    /// Fills the prefix cache with the shared prompt part of one
+    /// combination (system text and exemplar turns), so the first request
+    /// for it feeds only its own turn. Returns the tokens fed (0 when it was
+    /// cached already), or `None` when the cache has no room left for it
+    /// (nothing is evicted for a warm-up).
+    pub fn warm_one(&mut self, c: &WarmCombo) -> Result<Option<usize>, DraftError> {
+        let tokens = self.shared_tokens(c)?;
+        Ok(self.gen.warm(&tokens)?)
+    }
+
+    /// [`Drafter::warm_one`] for each combination in order, stopping when
+    /// the prefix cache is full.
+    pub fn warm(&mut self, combos: &[WarmCombo]) -> Result<WarmReport, DraftError> {
+        let start = Instant::now();
+        let mut r = WarmReport::default();
+        for c in combos {
+            match self.warm_one(c)? {
+                Some(fed) => {
+                    r.warmed += 1;
+                    r.tokens_fed += fed;
+                }
+                None => {
+                    r.full = true;
+                    break;
+                }
+            }
+        }
+        r.ms = ms(start);
+        Ok(r)
     }
 
     /// The chat messages of a plan: system, exemplar turns (in the guide's
@@ -335,7 +516,7 @@ impl Drafter {
         let has_url = req.facts.iter().any(|f| f.url.is_some());
         let ban_urls = !has_url || profile.is_none_or(|p| !p.links);
         let ban_hashtags = profile.is_none_or(|p| p.max_hashtags == 0);
-        let mut policy = MaskPolicy { ban_emoji, ban_urls, ban_hashtags, min_tokens: 3, ..Default::default() };
+        let mut policy = MaskPolicy { ban_emoji, ban_urls, ban_hashtags, min_tokens: 3, valid_utf8: true, ..Default::default() };
         if let Some(limit) = profile.and_then(|p| p.length.as_ref()) {
             use crate::style::length::LengthUnit as U;
             let cjk = language == "ja";
@@ -359,6 +540,12 @@ impl Drafter {
                 policy.soft_chars = Some(hard * 6 / 10);
             }
         }
+        // The channel's generation budget (drafting.yaml `length_budget`),
+        // when tighter: a reply that says less is also drafted sooner.
+        if let Some(b) = self.data.length_budget.get(&req.channel) {
+            policy.hard_chars = Some(policy.hard_chars.map_or(b.hard, |h| h.min(b.hard)));
+            policy.soft_chars = Some(policy.soft_chars.map_or(b.soft, |x| x.min(b.soft)));
+        }
         policy
     }
 
@@ -366,24 +553,11 @@ impl Drafter {
     pub fn draft(&mut self, req: &ValidDraftRequest, on_event: &mut dyn FnMut(DraftEvent<'_>) -> bool) -> Result<DraftResponse, DraftError> {
         let start = Instant::now();
         // understand
-        let history: Vec<&str> = req.history.iter().filter(|t| t.role == "customer").map(|t| t.text.as_str()).collect();
-        let report = self.mood.analyze_with_history(&req.message, &history)?;
-        let mood = match &req.mood {
-            Some(m) => MoodUsed { label: m.clone(), confidence: 1.0, detected: false },
-            None => MoodUsed { label: report.mood.clone(), confidence: report.confidence, detected: true },
-        };
-        let brand = self.book.brand(&req.brand).ok_or_else(|| DraftError::Invalid { field: "brand".into(), message: format!("unknown brand `{}`", req.brand) })?;
-        let served = &brand.guide.languages;
-        let language = req
-            .language
-            .clone()
-            .or_else(|| Some(report.language.code.clone()).filter(|l| served.contains(l)))
-            .or_else(|| served.first().cloned())
-            .unwrap_or_else(|| "en".into());
-        let intents: Vec<&str> = brand.guide.fallbacks.keys().map(String::as_str).collect();
-        let intent = req.intent.clone().unwrap_or_else(|| self.data.infer_intent(&req.message, &intents));
+        let Understanding { mood, language, intent, escalation } = self.understand(req)?;
+        let book = self.book.clone();
+        let brand = book.brand(&req.brand).ok_or_else(|| DraftError::Invalid { field: "brand".into(), message: format!("unknown brand `{}`", req.brand) })?;
         let understand_ms = ms(start);
-        if !on_event(DraftEvent::Understood { mood: &mood, language: &language, escalation: &report.escalation }) {
+        if !on_event(DraftEvent::Understood { mood: &mood, language: &language, escalation: &escalation }) {
             return Err(DraftError::Cancelled);
         }
 
@@ -393,9 +567,10 @@ impl Drafter {
             "",
         )?;
         let tone = plan::effective_tone(&self.book, &req.brand, &mood.label);
+        let plan_start = Instant::now();
         let prompt_plan = self.plan(req, &mood.label, &language)?;
-        let messages = self.messages(&prompt_plan, req, &language);
-        let prompt = chat_prompt(self.gen.tokenizer(), &self.template, &messages)?;
+        let (prompt, shared_len) = self.prompt_tokens(&prompt_plan, req, &mood.label, &language)?;
+        let plan_ms = ms(plan_start);
         let mask = DraftMask::new(self.vocab.clone(), self.mask_policy(req, &mood.label, &language));
         let mut source = request_text(req);
         // The brand's own approved text (sign-offs, required phrases) is not invented.
@@ -413,7 +588,7 @@ impl Drafter {
         let guard = self.guard(req, &prompt_plan, &source);
 
         // generate, check and repair; regenerate what fails
-        let mut timings = DraftTimings { understand_ms, ..Default::default() };
+        let mut timings = DraftTimings { understand_ms, plan_ms, shared_tokens: shared_len, ..Default::default() };
         let mut drafts: Vec<Draft> = Vec::new();
         let mut check_ms = 0.0;
         for round in 0..=MAX_EXTRA_ROUNDS {
@@ -431,7 +606,8 @@ impl Drafter {
             };
             let offset = req.n * round;
             let mut cancelled = false;
-            let out = self.gen.generate(&prompt, &opts, Some(&mask), &mut |c, t| {
+            let round_start = Instant::now();
+            let out = self.gen.generate_shared(&prompt, shared_len, &opts, Some(&mask), &mut |c, t| {
                 let go = on_event(DraftEvent::Token { candidate: offset + c, text: t });
                 cancelled |= !go;
                 go
@@ -443,7 +619,9 @@ impl Drafter {
             if round == 0 {
                 timings.prompt_tokens = t.prompt_tokens;
                 timings.cached_tokens = t.cached_tokens;
+                timings.prefill_tokens = t.prompt_tokens - t.cached_tokens;
                 timings.cache_hit = t.cached_tokens > 0;
+                timings.first_token_ms = ms(start) - ms(round_start) + t.ttft_ms;
             }
             timings.prefill_ms += t.prefill_ms;
             timings.generate_ms += t.generate_ms;
@@ -451,7 +629,15 @@ impl Drafter {
             timings.rounds = round + 1;
             let check_start = Instant::now();
             for c in &out.candidates {
-                let checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text);
+                let mut checked = check_candidate(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text);
+                if checked.has_error() {
+                    let saved = drop_failing_sentences(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &checked)
+                        .or_else(|| keep_leading_sentences(&self.book, &lint_req, &tone, ack.as_deref(), &source, &guard, &c.text));
+                    if let Some(saved) = saved {
+                        timings.salvaged += 1;
+                        checked = saved;
+                    }
+                }
                 if checked.has_error() || checked.text.trim().is_empty() {
                     timings.rejected += 1;
                     tracing::debug!(seed = c.seed, text = %crate::redact::redact(&checked.text), "candidate rejected: {:?}", checked.violations.iter().filter(|v| v.level == Level::Error).map(|v| &v.message).collect::<Vec<_>>());
@@ -501,7 +687,7 @@ impl Drafter {
             drafts,
             mood,
             language,
-            escalation: report.escalation.clone(),
+            escalation,
             seed: req.seed,
             model: self.model_name.clone(),
             timings,

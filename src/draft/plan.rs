@@ -1,12 +1,16 @@
 //! Plan: what the model is told. The prompt is data (`prompts/templates/draft.j2`
 //! and `rewrite.j2`, rendered with minijinja) and is built in a fixed order so
 //! the engine's prefix cache pays off: the brand + channel + mood part first
-//! (identical for every request with the same three), then the brand's most
-//! similar exemplar replies as earlier turns, then the customer-specific part.
+//! (identical for every request with the same three), then the brand's
+//! exemplar replies for that brand + channel + mood + language as earlier
+//! turns ([`ExemplarIndex::select_stable`]: the same for every such request,
+//! so everything up to the customer's turn is one cached prefix), then the
+//! customer-specific part (history, customer, facts, message) last.
 //!
-//! Exemplar similarity uses the mood detector's MiniLM embedder; every
-//! exemplar of every brand is embedded once, when the [`Planner`] is built
-//! (the same embeddings serve the `voice` part of the score).
+//! Every exemplar of every brand is embedded once with the mood detector's
+//! MiniLM embedder; the embeddings serve the `voice` part of the score (and
+//! [`ExemplarIndex::select`], choice by similarity to the message, which the
+//! pipeline no longer uses: it made every prompt's exemplar part different).
 
 use super::request::{Mode, ValidDraftRequest};
 use super::DraftError;
@@ -35,6 +39,20 @@ pub struct DraftingData {
     /// Language → placeholder → wording for fallback placeholders no fact fills.
     #[serde(default)]
     pub placeholder_defaults: BTreeMap<String, BTreeMap<String, String>>,
+    /// Channel → generation budget in weighted characters (tighter than the
+    /// channel's own limit; the smaller of the two applies).
+    #[serde(default)]
+    pub length_budget: BTreeMap<String, LengthBudget>,
+}
+
+/// How much text generation may produce for a channel, in weighted
+/// characters (CJK counted twice): past `soft` the reply ends at the next
+/// sentence end, at `hard` it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LengthBudget {
+    pub soft: usize,
+    pub hard: usize,
 }
 
 impl DraftingData {
@@ -144,6 +162,18 @@ impl ExemplarIndex {
         let mut chosen: Vec<usize> = scored.into_iter().take(k).map(|(_, n)| n).collect();
         chosen.sort_unstable();
         chosen.into_iter().map(|n| &self.items[n].exemplar).collect()
+    }
+
+    /// The brand's `k` exemplars for a brand + channel + mood + language,
+    /// without looking at the message: the same language first (a reply in
+    /// another language misleads a small model), then the same channel, then
+    /// the same mood; ties in the guide's order. Every request with the same
+    /// four then gets the same exemplars, so the whole prompt up to the
+    /// customer's turn is one shared prefix that the engine's prefix cache
+    /// keeps (and `Drafter::warm` can fill ahead of time). Returned in the
+    /// guide's order, like [`ExemplarIndex::select`].
+    pub fn select_stable(&self, brand: &str, channel: &str, mood: &str, language: &str, k: usize) -> Vec<&Exemplar> {
+        self.select(brand, channel, mood, language, &[], k)
     }
 
     /// Mean of the top-3 similarities of `reply_emb` to this brand's exemplar
@@ -348,8 +378,10 @@ mod tests {
         assert!(a.system.contains("No exclamation marks"), "{}", a.system);
         assert!(!a.system.contains("hoodie"));
         assert!(a.user.contains("arrives Friday 14 March — https://tunely.fm/t/1"), "{}", a.user);
-        assert!(a.user.ends_with("where is my hoodie??"), "{}", a.user);
-        assert!(a.user.contains("Reply in English"), "{}", a.user);
+        // The user part opens with the instruction line the exemplar turns use
+        // (shared), then the request's own part: the message, then its facts.
+        assert!(a.user.starts_with("Reply in English to this twitter message:\nwhere is my hoodie??\n\nFacts to use word for word:"), "{}", a.user);
+        assert_eq!(b.user, "Reply in English to this twitter message:\nthe app crashed again");
         // Another mood or channel changes the system part.
         let c = planner.render(&book, &data, &req("tunely", "email", "the app crashed again", vec![]), "happy", "en", &[]).unwrap();
         assert_ne!(a.system, c.system);

@@ -9,7 +9,12 @@
 //!   and its own stop handling, and stops independently;
 //! - text is streamed through a callback as valid UTF-8 that never contains
 //!   (part of) a stop string; the final text is exactly the streamed chunks;
-//! - every run reports why each candidate ended and how long each phase took.
+//! - every run reports why each candidate ended and how long each phase took;
+//! - [`Generator::generate_shared`] keeps only a prompt's shared part (say,
+//!   brand + channel + mood + exemplars) in the prefix cache, not the whole
+//!   prompt: per-request suffixes would otherwise fill the LRU and evict the
+//!   shared states that every request needs; [`Generator::warm`] fills the
+//!   cache with such a shared part before any request asks for it.
 //!
 //! A `Generator` owns one working model state (batch 1) plus the prefix cache;
 //! it is meant to live in the one task that owns the model.
@@ -140,7 +145,14 @@ pub struct GenerateOutput {
 /// the merged encoding holds any other control token, every part is encoded
 /// on its own instead.
 pub fn chat_prompt(tokenizer: &Tokenizer, template: &ChatTemplate, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-    let parts = template.render_parts(messages, true)?;
+    chat_prompt_with(tokenizer, template, messages, true)
+}
+
+/// [`chat_prompt`] with or without the generation prompt (without it: the
+/// tokens of a conversation so far, e.g. the shared part of a prompt whose
+/// last turn differs between requests).
+pub fn chat_prompt_with(tokenizer: &Tokenizer, template: &ChatTemplate, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>> {
+    let parts = template.render_parts(messages, add_generation_prompt)?;
     let mut ids = Vec::new();
     let mut run = String::new();
     let mut template_specials = Vec::new();
@@ -261,6 +273,13 @@ impl Generator {
     }
 
     fn feed_prompt(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+        self.feed_prompt_shared(prompt, 0)
+    }
+
+    /// Feeds `prompt` like `feed_prompt`; when the first `shared` tokens are
+    /// not reused, they are fed first and a copy of the state after them goes
+    /// into the prefix cache (before the rest of the prompt is fed).
+    fn feed_prompt_shared(&mut self, prompt: &[u32], shared: usize) -> Result<(Vec<f32>, usize)> {
         let ctx = self.model.info().context_length;
         if prompt.is_empty() {
             return Err(EngineError::Generation("prompt is empty: at least one token is needed".into()));
@@ -297,7 +316,18 @@ impl Generator {
             }
         };
         self.held.clear();
-        let logits = self.model.forward(&prompt[reused..], reused);
+        let mut pos = reused;
+        if shared > reused && shared < prompt.len() {
+            if let Err(e) = self.model.forward(&prompt[reused..shared], reused) {
+                self.model.reset();
+                return Err(e);
+            }
+            pos = shared;
+            self.held.extend_from_slice(&prompt[..shared]);
+            self.keep_held();
+            self.held.clear();
+        }
+        let logits = self.model.forward(&prompt[pos..], pos);
         let logits = match logits {
             Ok(l) => l,
             Err(e) => {
@@ -310,6 +340,60 @@ impl Generator {
         Ok((logits.flatten_all()?.to_vec1::<f32>()?, reused))
     }
 
+    /// Puts a copy of the working state (exactly `held`) into the prefix cache.
+    fn keep_held(&mut self) {
+        if self.cache.touch(&self.held) {
+            return;
+        }
+        let state = self.model.box_clone();
+        if state.seq_len() == self.held.len() {
+            self.cache.insert(&self.held, state);
+        }
+    }
+
+    /// Makes sure the prefix cache holds the state after exactly `tokens` (the
+    /// shared part of prompts to come), feeding only what no cached state or
+    /// the working state already covers. Returns how many tokens were fed (0:
+    /// already cached). A state that would not fit the cache's byte budget
+    /// next to what it holds is not kept, and nothing is evicted for it:
+    /// `Ok(None)`.
+    pub fn warm(&mut self, tokens: &[u32]) -> Result<Option<usize>> {
+        if tokens.len() < 2 {
+            return Ok(Some(0));
+        }
+        if self.cache.contains(tokens) {
+            self.cache.touch(tokens);
+            return Ok(Some(0));
+        }
+        // Feed all but the last token through the normal path (it reuses what
+        // it can), then the last one; the state then holds exactly `tokens`.
+        let (_, reused) = self.feed_prompt(tokens)?;
+        let state = self.model.box_clone();
+        let stats = self.cache.stats();
+        if stats.bytes + state.kv_cache_bytes() > stats.budget_bytes {
+            return Ok(None);
+        }
+        self.cache.insert(tokens, state);
+        Ok(Some(tokens.len() - reused))
+    }
+
+    /// [`Generator::generate`] for a prompt whose first `shared_len` tokens
+    /// are shared with other requests: the prefix cache keeps the state after
+    /// exactly those tokens (fed and stored on the way when missing), never
+    /// the whole prompt, so one request's own suffix does not push shared
+    /// states out of the cache. `shared_len` of 0 (or ≥ the prompt) behaves
+    /// like `generate` without caching anything.
+    pub fn generate_shared(
+        &mut self,
+        prompt: &[u32],
+        shared_len: usize,
+        opts: &GenerateOptions,
+        mask: Option<&dyn LogitMask>,
+        on_chunk: &mut dyn FnMut(usize, &str) -> bool,
+    ) -> Result<GenerateOutput> {
+        self.run_generate(prompt, Some(shared_len.min(prompt.len().saturating_sub(1))), opts, mask, on_chunk)
+    }
+
     /// Generates `opts.n` continuations of `prompt`. `mask` (if any) is forked
     /// per candidate. `on_chunk(candidate, text)` receives the text as it
     /// becomes final; returning `false` cancels the whole request.
@@ -320,10 +404,23 @@ impl Generator {
         mask: Option<&dyn LogitMask>,
         on_chunk: &mut dyn FnMut(usize, &str) -> bool,
     ) -> Result<GenerateOutput> {
+        self.run_generate(prompt, None, opts, mask, on_chunk)
+    }
+
+    /// `shared`: `None` keeps the whole prompt in the prefix cache afterwards
+    /// (`generate`); `Some(k)` keeps only its first `k` tokens (`generate_shared`).
+    fn run_generate(
+        &mut self,
+        prompt: &[u32],
+        shared: Option<usize>,
+        opts: &GenerateOptions,
+        mask: Option<&dyn LogitMask>,
+        on_chunk: &mut dyn FnMut(usize, &str) -> bool,
+    ) -> Result<GenerateOutput> {
         let info = self.model.info().clone();
         opts.validate(info.context_length)?;
         let start = Instant::now();
-        let (first_logits, reused) = self.feed_prompt(prompt)?;
+        let (first_logits, reused) = self.feed_prompt_shared(prompt, shared.unwrap_or(0))?;
         let prefill_ms = ms(start.elapsed());
         let decode_start = Instant::now();
 
@@ -419,7 +516,18 @@ impl Generator {
         }
 
         let generate_ms = ms(decode_start.elapsed());
-        self.remember(prompt)?;
+        match shared {
+            None => self.remember(prompt)?,
+            // The shared state was stored while feeding, or the entry that
+            // covers it is marked as just used (or it is stored again if it
+            // had been evicted).
+            Some(k) if k > 0 => {
+                if !self.cache.touch_covering(&prompt[..k]) {
+                    self.remember(&prompt[..k])?;
+                }
+            }
+            Some(_) => {}
+        }
         let candidates: Vec<Candidate> = cands.into_iter().map(CandidateRun::into_candidate).collect();
         let generated_tokens = candidates.iter().map(|c| c.tokens.len()).sum();
         let timings = Timings {
@@ -597,5 +705,44 @@ mod tests {
         assert!(!ids.contains(&im_end), "{ids:?}");
         assert_eq!(specials(&tok, &ids).len(), 1, "only the template's <|im_start|>");
         assert_eq!(tok.decode(&ids, false), "<|im_start|>user\nhello <|im_end|>\n");
+    }
+
+    #[test]
+    fn generate_shared_caches_only_the_shared_part_and_gives_the_same_tokens() {
+        let path = crate::models::resolve("smollm2-135m").expect("smollm2 is available");
+        let load = || crate::engine::model::load(&path, &Default::default()).expect("smollm2 loads");
+        let m = load();
+        let tok = Arc::new(m.tokenizer);
+        let mut g = Generator::new(m.lm, tok.clone(), PrefixCache::new(64 << 20));
+        let enc = |s: &str| tok.encode(s, false).unwrap();
+        let shared = enc("You write short, kind replies for a music streaming app called Tunely.");
+        let p1 = [shared.clone(), enc(" Customer: my playlist is gone. Reply:")].concat();
+        let p2 = [shared.clone(), enc(" Customer: the app crashed twice today. Reply:")].concat();
+        let opts = GenerateOptions { max_tokens: 4, sampling: SamplingParams::greedy(), ..Default::default() };
+        let a = g.generate_shared(&p1, shared.len(), &opts, None, &mut |_, _| true).unwrap();
+        assert_eq!(a.timings.cached_tokens, 0);
+        // Only the shared part is kept, not the whole first prompt.
+        assert!(g.cache.contains(&shared));
+        assert_eq!(g.cache_stats().entries, 1);
+        // Something unrelated in between (the working state no longer holds the prefix).
+        g.generate_shared(&enc("Completely different words, nothing in common."), 0, &opts, None, &mut |_, _| true).unwrap();
+        assert_eq!(g.cache_stats().entries, 1, "shared_len 0 keeps nothing");
+        let b = g.generate_shared(&p2, shared.len(), &opts, None, &mut |_, _| true).unwrap();
+        assert_eq!(b.timings.cached_tokens, shared.len());
+        // The same tokens as computing the second prompt from scratch.
+        let m2 = load();
+        let mut fresh = Generator::new(m2.lm, tok.clone(), PrefixCache::new(0));
+        let c = fresh.generate(&p2, &opts, None, &mut |_, _| true).unwrap();
+        assert_eq!(c.candidates[0].tokens, b.candidates[0].tokens);
+        // Warm-up: stores a new shared part once, then has nothing to feed.
+        let other = enc("You write formal replies for a bank called Northgate.");
+        let fed = g.warm(&other).unwrap().expect("room");
+        assert!(fed > 0 && fed <= other.len(), "{fed}");
+        assert_eq!(g.warm(&other).unwrap(), Some(0));
+        assert_eq!(g.cache_stats().entries, 2);
+        // No room: nothing is kept and nothing evicted.
+        let mut tiny = Generator::new(load().lm, tok.clone(), PrefixCache::new(1024));
+        assert_eq!(tiny.warm(&other).unwrap(), None);
+        assert_eq!(tiny.cache_stats().entries, 0);
     }
 }

@@ -126,6 +126,25 @@ impl PrefixCache {
         }
     }
 
+    /// Whether an entry holds exactly `tokens`.
+    pub fn contains(&self, tokens: &[u32]) -> bool {
+        self.entries.iter().any(|e| e.tokens == tokens)
+    }
+
+    /// Marks the most recently used entry whose tokens start with `tokens`
+    /// as just used; returns whether there is one (it serves `tokens`).
+    pub fn touch_covering(&mut self, tokens: &[u32]) -> bool {
+        self.clock += 1;
+        let now = self.clock;
+        match self.entries.iter_mut().filter(|e| e.tokens.starts_with(tokens)).max_by_key(|e| e.last_used) {
+            Some(e) => {
+                e.last_used = now;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Marks the entry holding exactly `tokens` as just used. Returns whether
     /// nothing is left to insert: such an entry exists, or the cache is off.
     pub fn touch(&mut self, tokens: &[u32]) -> bool {

@@ -60,6 +60,19 @@ pub struct ServerSection {
     pub request_timeout_secs: u64,
     /// The prompts folder (brand guides, channels, moods); default: `BRANDVOICE_PROMPTS`, else the crate's `prompts/`.
     pub prompts: Option<PathBuf>,
+    /// Pre-fill the prefix cache at start for hot brand × channel × mood ×
+    /// language combinations (the model's worker does it between requests,
+    /// so `/readyz` is ready as soon as the model is loaded).
+    pub warm: bool,
+    /// The channels warmed, hottest first: every brand × mood in the brand's
+    /// first language for each of them, then its other languages, until
+    /// `model.prefix_cache_bytes` is full.
+    pub warm_channels: Vec<String>,
+}
+
+/// The default `server.warm_channels`: public, short channels first.
+pub fn default_warm_channels() -> Vec<String> {
+    ["twitter", "live_chat", "whatsapp", "messenger", "sms", "instagram_comment", "facebook_comment", "email", "phone"].map(String::from).to_vec()
 }
 
 impl Default for ServerSection {
@@ -71,6 +84,8 @@ impl Default for ServerSection {
             triage_batch: 256,
             request_timeout_secs: 60,
             prompts: None,
+            warm: false,
+            warm_channels: default_warm_channels(),
         }
     }
 }
@@ -89,7 +104,7 @@ pub struct ModelSection {
 
 impl Default for ModelSection {
     fn default() -> Self {
-        ModelSection { name: "qwen2.5-0.5b".into(), threads: None, prefix_cache_bytes: 256 * 1024 * 1024 }
+        ModelSection { name: "qwen2.5-0.5b".into(), threads: None, prefix_cache_bytes: 1024 * 1024 * 1024 }
     }
 }
 
@@ -168,6 +183,8 @@ pub struct Overrides {
     pub model: Option<String>,
     pub threads: Option<usize>,
     pub queue: Option<usize>,
+    /// `--warm`: pre-fill the prefix cache at start.
+    pub warm: Option<bool>,
 }
 
 impl ServeConfig {
@@ -236,6 +253,13 @@ impl ServeConfig {
         if let Some(v) = get("BRANDVOICE_REQUEST_TIMEOUT_SECS") {
             self.server.request_timeout_secs = num("BRANDVOICE_REQUEST_TIMEOUT_SECS", &v)?;
         }
+        if let Some(v) = get("BRANDVOICE_WARM") {
+            self.server.warm = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" | "" => false,
+                _ => return Err(ConfigError::Env { var: "BRANDVOICE_WARM".into(), expected: "true or false (1/0)".into(), value: v }),
+            };
+        }
         if let Some(v) = get("BRANDVOICE_PROMPTS") {
             self.server.prompts = Some(PathBuf::from(v));
         }
@@ -260,6 +284,9 @@ impl ServeConfig {
         }
         if let Some(q) = f.queue {
             self.server.queue_size = q;
+        }
+        if let Some(w) = f.warm {
+            self.server.warm = w;
         }
     }
 
@@ -440,6 +467,22 @@ mod tests {
         assert!(e.contains("e.toml") && e.contains("runs"), "{e}");
         cfg.eval.runs_dir = Some(PathBuf::new());
         assert!(cfg.check().unwrap_err().to_string().starts_with("eval.runs_dir"));
+    }
+
+    #[test]
+    fn warm_from_file_env_and_flag() {
+        let cfg = ServeConfig::parse("[server]\nwarm = true\nwarm_channels = [\"twitter\"]\n", "w.toml").unwrap();
+        assert!(cfg.server.warm);
+        assert_eq!(cfg.server.warm_channels, ["twitter"]);
+        let mut cfg = ServeConfig::default();
+        assert!(!cfg.server.warm, "off unless asked for");
+        assert_eq!(cfg.server.warm_channels[0], "twitter");
+        cfg.apply_env(|k| (k == "BRANDVOICE_WARM").then(|| "1".to_string())).unwrap();
+        assert!(cfg.server.warm);
+        cfg.apply_flags(&Overrides { warm: Some(false), ..Default::default() });
+        assert!(!cfg.server.warm);
+        let e = cfg.apply_env(|k| (k == "BRANDVOICE_WARM").then(|| "maybe".to_string())).unwrap_err().to_string();
+        assert!(e.contains("BRANDVOICE_WARM") && e.contains("maybe"), "{e}");
     }
 
     #[test]

@@ -212,8 +212,19 @@ pub fn load_state(cfg: &ServeConfig) -> Result<(Arc<AppState>, std::thread::Join
     let path = crate::models::resolve(&cfg.model.name)?;
     let model = crate::engine::model::load(&path, &Default::default()).map_err(|source| ServeError::Engine { path: path.display().to_string(), source })?;
     tracing::info!(model = %cfg.model.name, path = %path.display(), arch = %model.info.arch, ms = t.elapsed().as_millis() as u64, "model loaded");
-    let drafter = Drafter::new(model, cfg.model.name.clone(), book, mood.clone(), cfg.model.prefix_cache_bytes);
-    let (handle, thread) = worker::spawn(drafter, cfg.server.queue_size, state.metrics.clone(), Some(state.book_cell.clone()), state.audit.clone())
+    let drafter = Drafter::new(model, cfg.model.name.clone(), book.clone(), mood.clone(), cfg.model.prefix_cache_bytes);
+    let warm = if cfg.server.warm {
+        if let Some(c) = cfg.server.warm_channels.iter().find(|c| !book.channels.channels.contains_key(*c)) {
+            let known: Vec<&str> = book.channels.channels.keys().map(String::as_str).collect();
+            return Err(config::ConfigError::Invalid { key: "server.warm_channels".into(), message: format!("unknown channel `{c}`; expected some of: {}", known.join(", ")) }.into());
+        }
+        let combos = drafter.hot_combos(&cfg.server.warm_channels);
+        tracing::info!(combos = combos.len(), cache_bytes = cfg.model.prefix_cache_bytes, "prefix-cache warm-up starts (between requests)");
+        combos
+    } else {
+        Vec::new()
+    };
+    let (handle, thread) = worker::spawn(drafter, cfg.server.queue_size, state.metrics.clone(), Some(state.book_cell.clone()), state.audit.clone(), warm)
         .map_err(|source| ServeError::Io { what: "starting the model worker thread".into(), source })?;
     state.mood = Some(mood);
     state.worker = Some(handle);

@@ -354,12 +354,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// Readiness: the model is loaded and its worker runs.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\": \"ready\", \"model\", \"queue_size\"}`", body = Object),
+        (status = 200, description = "`{\"status\": \"ready\", \"model\", \"queue_size\", \"warm\": {\"total\", \"done\", \"finished\"}}` (ready while the prefix-cache warm-up still runs)", body = Object),
         (status = 503, description = "Model not loaded", body = ErrorBody),
     ))]
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
     match &s.worker {
-        Some(w) if w.is_alive() && s.mood.is_some() => Ok(Json(serde_json::json!({ "status": "ready", "model": w.model_name(), "queue_size": w.capacity() }))),
+        Some(w) if w.is_alive() && s.mood.is_some() => Ok(Json(serde_json::json!({ "status": "ready", "model": w.model_name(), "queue_size": w.capacity(), "warm": w.warm_progress().to_json() }))),
         _ => Err(AppError::NotReady),
     }
 }

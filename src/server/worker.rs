@@ -9,15 +9,21 @@
 //! client goes away axum drops the handler (or the SSE body), the receiver is
 //! dropped, and the pipeline's event callback sees the channel closed and
 //! returns `false`, which stops generation within one token.
+//!
+//! Warm-up (`[server] warm`): the worker fills the prefix cache for a list of
+//! brand + channel + mood + language combinations, one at a time and only
+//! while no request is waiting, so the service answers from the first moment
+//! (`/readyz` is ready once the model is loaded) and a request waits for at
+//! most one combination's prefill.
 
 use super::admin::BookCell;
 use super::error::AppError;
 use crate::store::drafts::AuditLog;
 use super::metrics::Metrics;
-use crate::draft::{DraftError, DraftEvent, DraftResponse, Drafter, MoodUsed, ValidDraftRequest};
+use crate::draft::{DraftError, DraftEvent, DraftResponse, Drafter, MoodUsed, ValidDraftRequest, WarmCombo};
 use crate::mood::EscalationFlag;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -61,6 +67,28 @@ pub struct WorkerHandle {
     avg_job_ms: Arc<AtomicU64>,
     alive: Arc<AtomicBool>,
     model_name: Arc<str>,
+    warm: Arc<WarmProgress>,
+}
+
+/// How far the start-up warm-up got.
+#[derive(Debug, Default)]
+pub struct WarmProgress {
+    /// Combinations to warm.
+    pub total: AtomicUsize,
+    /// Combinations in the prefix cache so far.
+    pub done: AtomicUsize,
+    /// The warm-up is over (all done, the cache is full, or it failed).
+    pub finished: AtomicBool,
+}
+
+impl WarmProgress {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "total": self.total.load(Ordering::Relaxed),
+            "done": self.done.load(Ordering::Relaxed),
+            "finished": self.finished.load(Ordering::Acquire),
+        })
+    }
 }
 
 impl WorkerHandle {
@@ -113,6 +141,11 @@ impl WorkerHandle {
     pub fn model_name(&self) -> &str {
         &self.model_name
     }
+
+    /// The start-up warm-up's progress.
+    pub fn warm_progress(&self) -> &WarmProgress {
+        &self.warm
+    }
 }
 
 /// Starts the worker thread with a bounded queue of `capacity` waiting
@@ -122,8 +155,15 @@ impl WorkerHandle {
 /// With a `book` cell the worker takes a reloaded style book before its next
 /// job; with an `audit` log it records every finished draft (without waiting:
 /// the log's writer thread does the disk work).
-pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>, book: Option<Arc<BookCell>>, audit: Option<AuditLog>) -> std::io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
+///
+/// `warm` lists the combinations to pre-fill the prefix cache with, hottest
+/// first (see [`Drafter::hot_combos`]); the worker works through it while no
+/// request is waiting and stops early when the cache is full.
+pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>, book: Option<Arc<BookCell>>, audit: Option<AuditLog>, warm: Vec<WarmCombo>) -> std::io::Result<(WorkerHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let progress = Arc::new(WarmProgress::default());
+    progress.total.store(warm.len(), Ordering::Relaxed);
+    progress.finished.store(warm.is_empty(), Ordering::Release);
     let alive = Arc::new(AtomicBool::new(true));
     let avg_job_ms = Arc::new(AtomicU64::new(0));
     metrics.model_ready.store(true, Ordering::Release);
@@ -134,9 +174,10 @@ pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>, book: Opt
         avg_job_ms: avg_job_ms.clone(),
         alive: alive.clone(),
         model_name: Arc::from(drafter.model_name()),
+        warm: progress.clone(),
     };
     let thread = std::thread::Builder::new().name("brandvoice-model".into()).spawn(move || {
-        run(drafter, rx, &metrics, &avg_job_ms, book, audit);
+        run(drafter, rx, &metrics, &avg_job_ms, book, audit, Warmer::new(warm, progress));
         alive.store(false, Ordering::Release);
         metrics.model_ready.store(false, Ordering::Release);
         tracing::info!("model worker stopped");
@@ -144,9 +185,70 @@ pub fn spawn(drafter: Drafter, capacity: usize, metrics: Arc<Metrics>, book: Opt
     Ok((handle, thread))
 }
 
-fn run(mut drafter: Drafter, mut rx: mpsc::Receiver<Msg>, metrics: &Metrics, avg_job_ms: &AtomicU64, book: Option<Arc<BookCell>>, audit: Option<AuditLog>) {
+/// The warm-up list and where the worker is in it.
+struct Warmer {
+    todo: std::vec::IntoIter<WarmCombo>,
+    progress: Arc<WarmProgress>,
+    started: Instant,
+    tokens_fed: usize,
+}
+
+impl Warmer {
+    fn new(combos: Vec<WarmCombo>, progress: Arc<WarmProgress>) -> Self {
+        Warmer { todo: combos.into_iter(), progress, started: Instant::now(), tokens_fed: 0 }
+    }
+
+    fn busy(&self) -> bool {
+        !self.progress.finished.load(Ordering::Acquire)
+    }
+
+    /// Warms the next combination; marks the warm-up finished when the list
+    /// is done, the cache is full, or warming fails (logged, not fatal).
+    fn step(&mut self, drafter: &mut Drafter) {
+        let Some(combo) = self.todo.next() else { return self.finish("all combinations warmed") };
+        match drafter.warm_one(&combo) {
+            Ok(Some(fed)) => {
+                self.tokens_fed += fed;
+                self.progress.done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => self.finish("the prefix cache is full (model.prefix_cache_bytes)"),
+            Err(e) => {
+                tracing::warn!(brand = %combo.brand, channel = %combo.channel, mood = %combo.mood, language = %combo.language, "warm-up stopped: {e}");
+                self.finish("failed");
+            }
+        }
+    }
+
+    fn finish(&mut self, why: &str) {
+        self.progress.finished.store(true, Ordering::Release);
+        tracing::info!(
+            warmed = self.progress.done.load(Ordering::Relaxed),
+            of = self.progress.total.load(Ordering::Relaxed),
+            tokens_fed = self.tokens_fed,
+            ms = self.started.elapsed().as_millis() as u64,
+            "prefix-cache warm-up over: {why}"
+        );
+    }
+}
+
+fn run(mut drafter: Drafter, mut rx: mpsc::Receiver<Msg>, metrics: &Metrics, avg_job_ms: &AtomicU64, book: Option<Arc<BookCell>>, audit: Option<AuditLog>, mut warmer: Warmer) {
     let mut book_version = book.as_ref().map(|b| b.version()).unwrap_or(0);
-    while let Some(msg) = rx.blocking_recv() {
+    loop {
+        let msg = if warmer.busy() {
+            match rx.try_recv() {
+                Ok(m) => m,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    warmer.step(&mut drafter);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.blocking_recv() {
+                Some(m) => m,
+                None => break,
+            }
+        };
         let job = match msg {
             Msg::Job(job) => job,
             Msg::Stop => break,
