@@ -245,10 +245,14 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
     pool.run(tasks.len(), &task);
 }
 
+/// Calls `$isa::tile::<kind, T, R>` with the const generics picked from
+/// runtime values: `$t` tokens and `$r` rows per tile (rows for `avx2`, row
+/// pairs for `avx512`), each 1..=4.
 #[cfg(target_arch = "x86_64")]
 macro_rules! tile_call {
-    ($kd:expr, $t:expr, $r:expr, $($arg:expr),*) => {{
-        use avx2::{tile, KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
+    ($isa:ident, $kd:expr, $t:expr, $r:expr, $($arg:expr),*) => {{
+        use avx2::{KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
+        use $isa::tile;
         macro_rules! by_r {
             ($K:ident, $T:literal) => {
                 match $r {
@@ -266,40 +270,6 @@ macro_rules! tile_call {
                     2 => by_r!($K, 2),
                     3 => by_r!($K, 3),
                     _ => by_r!($K, 4),
-                }
-            };
-        }
-        match $kd {
-            KD_Q4_1 => by_t!(KD_Q4_1),
-            KD_Q5_0 => by_t!(KD_Q5_0),
-            KD_Q6K => by_t!(KD_Q6K),
-            _ => by_t!(KD_Q8_0),
-        }
-    }};
-}
-
-#[cfg(target_arch = "x86_64")]
-macro_rules! tile512_call {
-    ($kd:expr, $t:expr, $p:expr, $($arg:expr),*) => {{
-        use avx2::{KD_Q4_1, KD_Q5_0, KD_Q6K, KD_Q8_0};
-        use avx512::tile;
-        macro_rules! by_p {
-            ($K:ident, $T:literal) => {
-                match $p {
-                    1 => tile::<$K, $T, 1>($($arg),*),
-                    2 => tile::<$K, $T, 2>($($arg),*),
-                    3 => tile::<$K, $T, 3>($($arg),*),
-                    _ => tile::<$K, $T, 4>($($arg),*),
-                }
-            };
-        }
-        macro_rules! by_t {
-            ($K:ident) => {
-                match $t {
-                    1 => by_p!($K, 1),
-                    2 => by_p!($K, 2),
-                    3 => by_p!($K, 3),
-                    _ => by_p!($K, 4),
                 }
             };
         }
@@ -372,14 +342,14 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: u
                 let np = pairs.min(left / 2);
                 while t < a.m {
                     let tt = tp.min(a.m - t);
-                    tile512_call!(kd, tt, np, w, r, a, t, cw, cwt, rows, st, out, ldo);
+                    tile_call!(avx512, kd, tt, np, w, r, a, t, cw, cwt, rows, st, out, ldo);
                     t += tt;
                 }
                 r += 2 * np;
             } else {
                 while t < a.m {
                     let tt = tp.min(a.m - t);
-                    tile_call!(kd, tt, 1, w, r, a, t, cw, out, ldo);
+                    tile_call!(avx2, kd, tt, 1, w, r, a, t, cw, out, ldo);
                     t += tt;
                 }
                 r += 1;
@@ -423,7 +393,7 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
             let mut t = 0;
             while t < a.m {
                 let tt = tp.min(a.m - t);
-                tile_call!(kd, tt, rr, w, r, a, t, cw, out, ldo);
+                tile_call!(avx2, kd, tt, rr, w, r, a, t, cw, out, ldo);
                 t += tt;
             }
             r += rr;
