@@ -211,12 +211,7 @@ impl Packed {
                 let dmin = f16::from_le_bytes([src[2], src[3]]).to_f32();
                 let (scales, qs) = (&src[4..16], &src[16..144]);
                 for b in 0..QK_K / QK {
-                    // ggml's get_scale_min_k4
-                    let (sc, m) = if b < 4 {
-                        (scales[b] & 63, scales[b + 4] & 63)
-                    } else {
-                        ((scales[b + 4] & 15) | ((scales[b - 4] >> 6) << 4), (scales[b + 4] >> 4) | ((scales[b] >> 6) << 4))
-                    };
+                    let (sc, m) = super::kquant_exact::scale_min_k4(b, scales);
                     // Sub-block b: low nibbles of chunk b/2 when b is even, high when odd.
                     let chunk = &qs[(b / 2) * 32..(b / 2) * 32 + 32];
                     for l in 0..QK {

@@ -110,9 +110,10 @@ impl Q8K {
     }
 }
 
-/// Q4_K's 6-bit scale and min of sub-block `j` (`get_scale_min_k4`).
+/// Q4_K's 6-bit scale and min of sub-block `j` (`get_scale_min_k4`); also
+/// used by `blocks::Packed::q4_1_from_q4_k`.
 #[inline]
-fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
+pub(super) fn scale_min_k4(j: usize, q: &[u8]) -> (i32, i32) {
     if j < 4 {
         ((q[j] & 63) as i32, (q[j + 4] & 63) as i32)
     } else {
