@@ -243,26 +243,14 @@ fn keys_new_prints_a_key_and_its_hash_once() {
     assert!(!bad.status.success());
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// `POST /v1/admin/reload` with the real model: an invalid brand file is a 422 naming the
 /// file and the service keeps drafting and linting with the last valid book; the fixed file
 /// reloads, and the model worker drafts with the new book.
 #[test]
 fn reload_keeps_the_last_valid_book_while_drafting() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&brandvoice::style::default_prompts_dir(), dir.path());
+    let copy = fs_extra::dir::CopyOptions::new().content_only(true);
+    fs_extra::dir::copy(brandvoice::style::default_prompts_dir(), dir.path(), &copy).unwrap();
     let mut cfg = support::config(2);
     cfg.server.prompts = Some(dir.path().to_path_buf());
     let admin = new_key();

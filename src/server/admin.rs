@@ -135,23 +135,11 @@ pub async fn config(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::V
 mod tests {
     use super::*;
 
-    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let dest = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                copy_dir(&e.path(), &dest);
-            } else {
-                std::fs::copy(e.path(), dest).unwrap();
-            }
-        }
-    }
-
     #[test]
     fn invalid_edit_keeps_the_last_valid_book() {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&crate::style::default_prompts_dir(), dir.path());
+        let copy = fs_extra::dir::CopyOptions::new().content_only(true);
+        fs_extra::dir::copy(crate::style::default_prompts_dir(), dir.path(), &copy).unwrap();
         let cell = BookCell::new(Arc::new(StyleBook::load(dir.path()).unwrap()));
         let v0 = cell.version();
         let file = dir.path().join("brands/tunely.yaml");

@@ -86,9 +86,26 @@ const BV = (() => {
   // ---- API key ---------------------------------------------------------
   function key() { return sessionStorage.getItem(KEY) || ""; }
   let asking = null;
+  // The dialog is built here, once, so both pages share one copy of its markup.
+  function keyDialog() {
+    let dlg = document.getElementById("key-dialog");
+    if (dlg) return dlg;
+    dlg = el("dialog", { id: "key-dialog", "aria-labelledby": "key-title" },
+      el("form", { method: "dialog" },
+        el("h2", { id: "key-title", text: "API key" }),
+        el("p", { id: "key-reason" }),
+        el("label", { for: "key-input", text: "Key" }),
+        el("input", { id: "key-input", type: "password", autocomplete: "off", spellcheck: "false" }),
+        el("p", { class: "muted", text: "Kept for this browser session only." }),
+        el("div", { class: "actions" },
+          el("button", { value: "ok", class: "primary", text: "Use this key" }),
+          el("button", { value: "cancel", formnovalidate: true, text: "Cancel" }))));
+    document.body.append(dlg);
+    return dlg;
+  }
   function askForKey(reason) {
     if (asking) return asking;
-    const dlg = document.getElementById("key-dialog");
+    const dlg = keyDialog();
     const input = document.getElementById("key-input");
     document.getElementById("key-reason").textContent = reason;
     input.value = "";
