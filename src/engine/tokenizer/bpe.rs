@@ -10,6 +10,7 @@
 
 use super::pretokenize::PreTokenizer;
 use super::{FastMap, Vocab};
+use super::Symbol;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::OnceLock;
@@ -67,13 +68,6 @@ pub(crate) struct BpeModel {
     pre: PreTokenizer,
 }
 
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
 struct Bigram {
     left: usize,
     right: usize,
@@ -81,17 +75,7 @@ struct Bigram {
     text: String,
 }
 
-impl PartialEq for Bigram {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Bigram {}
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+ord_from_cmp!(Bigram);
 impl Ord for Bigram {
     /// Max-heap order: lowest rank first, then leftmost.
     fn cmp(&self, other: &Self) -> Ordering {

@@ -24,6 +24,24 @@
 //! `clean_up_tokenization_spaces` (none of our three models asks for it, and
 //! it would break `decode(encode(x)) == x`).
 
+/// `PartialEq`, `Eq` and `PartialOrd` from a type's `Ord::cmp`, for the merge-queue entries
+/// of both tokenizers (a `BinaryHeap` needs all four; only `cmp` differs between them).
+macro_rules! ord_from_cmp {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other) == std::cmp::Ordering::Equal
+            }
+        }
+        impl Eq for $t {}
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+
 mod bpe;
 mod pretokenize;
 mod spm;
@@ -33,6 +51,15 @@ use candle_core::quantized::gguf_file::{self, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// One symbol of a word being merged: a byte range of the text in a doubly linked list
+/// (both tokenizers merge the same way; they differ in how they rank a pair).
+struct Symbol {
+    start: usize,
+    len: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
 
 // Token attributes (a subset of llama.cpp's `llama_token_attr`).
 const ATTR_UNKNOWN: u8 = 1 << 0;

@@ -12,15 +12,9 @@
 
 use super::Vocab;
 use crate::engine::error::{EngineError, Result};
+use super::Symbol;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
 
 struct Bigram {
     left: usize,
@@ -29,17 +23,7 @@ struct Bigram {
     size: usize,
 }
 
-impl PartialEq for Bigram {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Bigram {}
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+ord_from_cmp!(Bigram);
 impl Ord for Bigram {
     /// Max-heap order: highest score first, then leftmost.
     fn cmp(&self, other: &Self) -> Ordering {
