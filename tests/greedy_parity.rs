@@ -22,12 +22,6 @@ use std::collections::HashMap;
 
 const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/reference/greedy-continuations.jsonl");
 
-/// K-quant files (qwen, gemma) follow llama.cpp's floats only on the exact
-/// kernels, which are opt-in (the default K-quant path is faster, not exact).
-fn exact_kquants() {
-    std::env::set_var("BRANDVOICE_KQUANT", "exact");
-}
-
 fn model_path(name: &str) -> std::path::PathBuf {
     brandvoice::models::resolve(name).unwrap_or_else(|e| panic!("model {name}: {e}"))
 }
@@ -192,7 +186,6 @@ fn smollm2_greedy_matches_llama_cpp() {
 #[test]
 #[ignore = "loads the 0.5B model and runs 8 prompts: slow in a debug build on a shared 2-core machine (14 s with eval/bench/cargo_fast.sh); cargo test -- --ignored"]
 fn qwen2_greedy_matches_llama_cpp() {
-    exact_kquants();
     let m = parity("qwen2.5-0.5b", "qwen2.5-coder-0.5b-instruct");
     assert!(m >= 7, "qwen2.5: only {m}/8 prompts match llama.cpp");
 }
@@ -200,7 +193,6 @@ fn qwen2_greedy_matches_llama_cpp() {
 #[test]
 #[ignore = "runs 8 prompts on gemma3-270m: slow in a debug build on a shared 2-core machine (14 s with eval/bench/cargo_fast.sh); cargo test -- --ignored"]
 fn gemma3_greedy_matches_llama_cpp() {
-    exact_kquants();
     let m = parity("gemma3-270m", "gemma-3-270m-q4_k_m");
     assert!(m >= 7, "gemma3: only {m}/8 prompts match llama.cpp");
 }

@@ -3,13 +3,13 @@
 //!
 //! Q4_1, Q5_0, Q8_0 and Q6_K weights run on our own kernels (`engine::kernels`:
 //! AVX2 integer dot products, a tiled GEMM for prompts, a persistent thread
-//! pool). Q4_K and Q6_K have two paths. By default they run fast: Q6_K on the
-//! integer tiles (values unchanged, another summation order) and Q4_K repacked
-//! as Q4_1 (per-32 scale and minimum rounded to f16). `BRANDVOICE_KQUANT=exact`
-//! runs them on `kernels::kquant_exact`, which keeps llama.cpp's own float order
-//! (greedy parity with its AVX-512 build) but is still one token × one row at a
-//! time: about 9× the prompt CPU time on qwen2.5-0.5b, too slow to be the
-//! default for drafting until it is vectorised like llama.cpp's own kernels. Other quantized types (Q5_K, Q4_0, …) are
+//! pool). Q4_K and Q6_K have two paths. By default they run exact: on
+//! `kernels::kquant_exact` / `kquant_simd`, which keep llama.cpp's own float
+//! order (greedy parity with its AVX-512 build), 16 rows per AVX-512 register.
+//! `BRANDVOICE_KQUANT=fast` opts into the older path: Q6_K on the integer tiles
+//! (values unchanged, another summation order) and Q4_K repacked as Q4_1
+//! (per-32 scale and minimum rounded to f16) — not llama.cpp's floats, so
+//! greedy text can leave llama.cpp's at near-ties. Other quantized types (Q5_K, Q4_0, …) are
 //! re-quantised to Q8_0 at load. f32/f16/bf16 weights and non-CPU tensors stay on candle's
 //! `QMatMul`. `BRANDVOICE_QLINEAR=candle` (or [`QLinearOptions`]) keeps every
 //! layer on candle — the "plain candle" baseline of BENCHMARKS.md.
@@ -36,14 +36,14 @@ pub struct QLinearOptions {
     /// Re-quantise types without a native kernel (K-quants, Q4_0, Q5_1, …) to
     /// Q8_0 at load. When false they stay on candle's kernels.
     pub requant_to_q8_0: bool,
-    /// Run Q4_K/Q6_K on `kernels::kquant_exact` (llama.cpp's floats, slow)
-    /// instead of the integer tiles (Q6_K native, Q4_K repacked as Q4_1).
+    /// Run Q4_K/Q6_K on `kernels::kquant_exact` (llama.cpp's floats; the
+    /// default) instead of the integer tiles (Q6_K native, Q4_K repacked as Q4_1).
     pub exact_kquants: bool,
 }
 
 impl Default for QLinearOptions {
     fn default() -> Self {
-        QLinearOptions { backend: Backend::Auto, requant_to_q8_0: true, exact_kquants: false }
+        QLinearOptions { backend: Backend::Auto, requant_to_q8_0: true, exact_kquants: true }
     }
 }
 
@@ -61,7 +61,7 @@ impl QLinearOptions {
             o.requant_to_q8_0 = !(v == "0" || v.eq_ignore_ascii_case("false"));
         }
         if let Ok(v) = std::env::var("BRANDVOICE_KQUANT") {
-            o.exact_kquants = v.eq_ignore_ascii_case("exact");
+            o.exact_kquants = !v.eq_ignore_ascii_case("fast");
         }
         o
     }

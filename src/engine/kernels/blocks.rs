@@ -158,22 +158,12 @@ impl Packed {
         Self::check_k_quant(Kind::Q6K, rows, k, data, Q6K_BYTES)?;
         let mut p = Self::empty(Kind::Q6K, rows, k)?;
         let nsb = k / QK_K;
-        let mut u = [0u8; QK_K];
         for r in 0..rows {
             for sb in 0..nsb {
                 let src = &data[(r * nsb + sb) * Q6K_BYTES..][..Q6K_BYTES];
-                let (ql, qh, sc) = (&src[..128], &src[128..192], &src[192..208]);
+                let sc = &src[192..208];
                 let d = f16::from_le_bytes([src[208], src[209]]);
-                // ggml's dequantize_row_q6_K, without the −32 and the scales.
-                for half in 0..2 {
-                    let (ql, qh, o) = (&ql[half * 64..], &qh[half * 32..], half * 128);
-                    for l in 0..32 {
-                        u[o + l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
-                        u[o + l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
-                        u[o + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                        u[o + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-                    }
-                }
+                let u = super::kquant_exact::q6k_unpack(src);
                 for b in 0..QK_K / QK {
                     let blk = sb * (QK_K / QK) + b;
                     let bi = r * p.nb + blk;

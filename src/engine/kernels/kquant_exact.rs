@@ -18,6 +18,7 @@
 //! The integer dot products use AVX2 when present and a scalar loop
 //! otherwise; both give the same integers, hence the same floats.
 
+use super::kquant_simd::{self, KRows, Simd, GROUP};
 use super::pool;
 use half::f16;
 
@@ -49,14 +50,28 @@ pub enum KQuantError {
     Size { kind: KKind, rows: usize, k: usize, got: usize, want: usize },
 }
 
-/// A `(rows, k)` weight kept in GGML's own block bytes.
+/// A `(rows, k)` weight: its full 16-row groups repacked for
+/// `kquant_simd` (when the CPU has AVX2), the remaining rows in GGML's own
+/// block bytes for the per-row code here.
 #[derive(Debug, Clone)]
 pub struct KQuantMatrix {
     pub kind: KKind,
     pub rows: usize,
     pub k: usize,
     nb: usize,
+    simd: Option<(Simd, KRows)>,
+    /// First row kept in `data` (rows before it are in `simd`).
+    tail: usize,
     data: Vec<u8>,
+}
+
+/// The SIMD kernels this CPU runs (`None`: scalar, or `BRANDVOICE_KERNELS=scalar`).
+pub fn default_simd() -> Option<Simd> {
+    match super::isa() {
+        super::Isa::Avx512 => Some(Simd::Avx512),
+        super::Isa::Avx2 => Some(Simd::Avx2),
+        super::Isa::Scalar => None,
+    }
 }
 
 /// Activations quantised to Q8_K, `m` rows.
@@ -64,10 +79,10 @@ pub struct KQuantMatrix {
 pub struct Q8K {
     pub m: usize,
     pub k: usize,
-    nb: usize,
-    qs: Vec<i8>,
-    d: Vec<f32>,
-    bsums: Vec<i16>,
+    pub(super) nb: usize,
+    pub(super) qs: Vec<i8>,
+    pub(super) d: Vec<f32>,
+    pub(super) bsums: Vec<i16>,
 }
 
 /// llama.cpp's `nearest_int` (round half to even through the 1.5·2²³ trick).
@@ -193,6 +208,25 @@ fn q4k_dot(w: &[u8], a: &Q8K, t: usize, per_sb: bool) -> f32 {
     acc - accm
 }
 
+/// A Q6_K block's 256 unsigned 6-bit quants (0..63) in value order
+/// (ggml's `dequantize_row_q6_K` without the −32 and the scales). The one
+/// ql/qh unpacking of the crate: `blocks::Packed::from_q6_k`, the scalar lanes
+/// below and `kquant_simd`'s repack all read it.
+pub(super) fn q6k_unpack(w: &[u8]) -> [u8; QK_K] {
+    let (ql, qh) = (&w[..128], &w[128..192]);
+    let mut u = [0u8; QK_K];
+    for half in 0..2 {
+        let (ql, qh, o) = (&ql[half * 64..], &qh[half * 32..], half * 128);
+        for l in 0..32 {
+            u[o + l] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+            u[o + l + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+            u[o + l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            u[o + l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    u
+}
+
 /// Q6_K block: llama.cpp's eight int32 lanes (lane L = bytes 4L..4L+3 of
 /// every 32-value vector, minus 32·Σ bsum·scale of sub-blocks 2L, 2L+1).
 #[inline]
@@ -206,18 +240,13 @@ fn q6k_block_lanes(w: &[u8], y: &[i8], bsums: &[i16]) -> [i32; 8] {
 }
 
 fn q6k_block_lanes_scalar(w: &[u8], y: &[i8], bsums: &[i16]) -> [i32; 8] {
-    let (ql, qh, sc) = (&w[0..128], &w[128..192], &w[192..208]);
+    let sc = &w[192..208];
+    let u = q6k_unpack(w);
     let mut lanes = [0i32; 8];
     for j in 0..2 {
         for k in 0..4 {
             for byte in 0..32 {
-                let l = byte;
-                let q = match k {
-                    0 => (ql[64 * j + l] & 15) | ((qh[32 * j + l] & 3) << 4),
-                    1 => (ql[64 * j + 32 + l] & 15) | (((qh[32 * j + l] >> 2) & 3) << 4),
-                    2 => (ql[64 * j + l] >> 4) | (((qh[32 * j + l] >> 4) & 3) << 4),
-                    _ => (ql[64 * j + 32 + l] >> 4) | ((qh[32 * j + l] >> 6) << 4),
-                } as i32;
+                let q = u[128 * j + 32 * k + byte] as i32;
                 let s = sc[8 * j + 2 * k + byte / 16] as i8 as i32;
                 lanes[byte / 4] += s * q * y[128 * j + 32 * k + byte] as i32;
             }
@@ -273,8 +302,16 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl KQuantMatrix {
-    /// Keeps GGML blocks (`data` as stored in the GGUF file) of a `(rows, k)` matrix.
+    /// Takes GGML blocks (`data` as stored in the GGUF file) of a `(rows, k)`
+    /// matrix, repacked for this CPU's SIMD kernels ([`default_simd`]).
     pub fn from_ggml(kind: KKind, rows: usize, k: usize, data: &[u8]) -> Result<Self, KQuantError> {
+        Self::from_ggml_with(kind, rows, k, data, default_simd())
+    }
+
+    /// [`from_ggml`](Self::from_ggml) with the kernels named (`None`: all rows
+    /// on the per-row code — the reference the SIMD kernels are tested against).
+    /// The caller makes sure the CPU has `simd`'s features.
+    pub fn from_ggml_with(kind: KKind, rows: usize, k: usize, data: &[u8], simd: Option<Simd>) -> Result<Self, KQuantError> {
         if k % QK_K != 0 {
             return Err(KQuantError::RowLength { k });
         }
@@ -283,20 +320,27 @@ impl KQuantMatrix {
         if data.len() != want {
             return Err(KQuantError::Size { kind, rows, k, got: data.len(), want });
         }
-        Ok(Self { kind, rows, k, nb, data: data.to_vec() })
+        let groups = if simd.is_some() { rows / GROUP } else { 0 };
+        let tail = groups * GROUP;
+        let rb = nb * kind.block_bytes();
+        let simd = simd.filter(|_| groups > 0).map(|s| (s, KRows::pack(kind, data, nb, groups)));
+        Ok(Self { kind, rows, k, nb, simd, tail, data: data[tail * rb..].to_vec() })
     }
 
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.data.len() + self.simd.as_ref().map_or(0, |(_, p)| p.bytes())
     }
 
+    /// GGML bytes of row `r` (only rows from `self.tail` on are kept).
     fn row(&self, r: usize) -> &[u8] {
         let rb = self.nb * self.kind.block_bytes();
+        let r = r.checked_sub(self.tail).expect("row is in the SIMD groups");
         &self.data[r * rb..(r + 1) * rb]
     }
 
     /// `W[r] · A[t]` as llama.cpp computes it when `t` is one of `m` tokens
-    /// multiplied in one call.
+    /// multiplied in one call, by the per-row code (row `r` must not be in a
+    /// SIMD group: build the matrix with `from_ggml_with(.., None)`).
     pub fn dot(&self, r: usize, a: &Q8K, t: usize) -> f32 {
         match self.kind {
             KKind::Q4K => q4k_dot(self.row(r), a, t, t < a.m - a.m % 4),
@@ -313,13 +357,27 @@ impl KQuantMatrix {
         }
         let a = Q8K::quantize(x, m, self.k);
         let pool = pool::global();
-        let per = self.rows.div_ceil(pool.threads() * 8).max(8);
-        let tasks = self.rows.div_ceil(per);
         let p = OutPtr(out.as_mut_ptr());
         let rows = self.rows;
+        // Tasks: runs of 16-row groups, then runs of the remaining rows.
+        let groups = self.simd.as_ref().map_or(0, |(_, w)| w.groups);
+        let gper = groups.div_ceil(pool.threads() * 4).max(1);
+        let gtasks = groups.div_ceil(gper);
+        let per = (rows - self.tail).div_ceil(pool.threads() * 8).max(8);
+        let tasks = gtasks + (rows - self.tail).div_ceil(per);
         pool.run(tasks, &|ti: usize| {
             let p = p;
-            for r in ti * per..((ti + 1) * per).min(rows) {
+            if ti < gtasks {
+                let (simd, w) = self.simd.as_ref().expect("groups exist");
+                let (g0, g1) = (ti * gper, ((ti + 1) * gper).min(groups));
+                // SAFETY: `simd` was chosen for this CPU (`default_simd` or the
+                // caller of `from_ggml_with`); each group belongs to one task;
+                // `out` is m × rows.
+                unsafe { kquant_simd::run_groups(self.kind, w, &a, g0, g1, *simd, p.0, rows) };
+                return;
+            }
+            let ti = ti - gtasks;
+            for r in self.tail + ti * per..(self.tail + (ti + 1) * per).min(rows) {
                 for t in 0..m {
                     // SAFETY: each row belongs to one task; (t, r) is inside `out`.
                     unsafe { *p.0.add(t * rows + r) = self.dot(r, &a, t) };
@@ -469,16 +527,7 @@ mod tests {
             }
             KKind::Q6K => {
                 let d = f16::from_le_bytes([w[208], w[209]]).to_f32();
-                let (j, r) = (i / 128, i % 128);
-                let (k, l) = (r / 32, r % 32);
-                let (ql, qh) = (&w[0..128], &w[128..192]);
-                let q = match k {
-                    0 => (ql[64 * j + l] & 15) | ((qh[32 * j + l] & 3) << 4),
-                    1 => (ql[64 * j + 32 + l] & 15) | (((qh[32 * j + l] >> 2) & 3) << 4),
-                    2 => (ql[64 * j + l] >> 4) | (((qh[32 * j + l] >> 4) & 3) << 4),
-                    _ => (ql[64 * j + 32 + l] >> 4) | ((qh[32 * j + l] >> 6) << 4),
-                } as i32
-                    - 32;
+                let q = q6k_unpack(w)[i] as i32 - 32;
                 d * (w[192 + i / 16] as i8) as f32 * q as f32
             }
         }

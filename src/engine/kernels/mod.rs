@@ -11,7 +11,8 @@
 //! - `avx2`: the SIMD tile kernel and quantiser (chosen at run time when the CPU
 //!   has AVX2+FMA+F16C); `scalar`: the portable fallback and test reference;
 //! - `pool`: the persistent thread pool that splits output rows across cores;
-//! - `kquant_exact`: Q4_K/Q6_K in llama.cpp's exact float order (greedy parity).
+//! - `kquant_exact`: Q4_K/Q6_K in llama.cpp's exact float order (greedy parity);
+//!   `kquant_simd`: the same floats, 16 rows per AVX-512 register (8 on AVX2).
 //!
 //! The float order everywhere is that of llama.cpp's **AVX-512** build (which
 //! made the greedy reference), reproduced with AVX2 instructions so every
@@ -22,6 +23,7 @@
 
 pub mod blocks;
 pub mod kquant_exact;
+pub mod kquant_simd;
 pub mod pool;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
