@@ -211,6 +211,51 @@ impl QLinear {
     }
 }
 
+impl QLinear {
+    /// `x` (`m × in`, row-major) through this layer: `m × out`, without tensors.
+    pub fn forward_f32(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        Ok(Self::forward_many_f32(&[self], x, m)?.remove(0))
+    }
+
+    /// [`forward_many`](Self::forward_many) on flat buffers: the same floats,
+    /// no copies into and out of tensors (the MLP's intermediates are
+    /// `m × ff`, megabytes per layer in a prompt).
+    pub fn forward_many_f32(layers: &[&QLinear], x: &[f32], m: usize) -> Result<Vec<Vec<f32>>> {
+        if let Some(l) = layers.iter().find(|l| x.len() != m * l.in_features) {
+            candle_core::bail!("QLinear: input holds {} floats, expected {m} × {}", x.len(), l.in_features);
+        }
+        let packed: Option<Vec<&Packed>> = layers
+            .iter()
+            .map(|l| match &*l.inner {
+                Inner::Packed(w) => Some(w),
+                Inner::Candle(_) | Inner::KQuant(_) => None,
+            })
+            .collect();
+        if let Some(ws) = packed {
+            let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.out_features]).collect();
+            if m > 0 {
+                let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+                kernels::matmul_many(&ws, x, m, &mut views);
+            }
+            return Ok(outs);
+        }
+        layers
+            .iter()
+            .map(|l| match &*l.inner {
+                Inner::KQuant(w) => {
+                    let mut out = vec![0f32; m * w.rows];
+                    w.matmul(x, m, &mut out);
+                    Ok(out)
+                }
+                _ => {
+                    let t = Tensor::from_slice(x, (m, l.in_features), &Device::Cpu)?;
+                    l.forward(&t)?.flatten_all()?.to_vec1::<f32>()
+                }
+            })
+            .collect()
+    }
+}
+
 /// x: (..., k) f32 → (..., rows) through the exact K-quant kernel.
 fn kquant_forward(w: &KQuantMatrix, x: &Tensor) -> Result<Tensor> {
     if !matches!(x.device(), Device::Cpu) || x.dtype() != candle_core::DType::F32 {

@@ -572,23 +572,29 @@ impl Mlp {
         })
     }
 
+    /// On flat f32 buffers (no tensor copies between the three matmuls), the
+    /// activation split across the pool (element-wise: same floats).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut gu = QLinear::forward_many(&[&self.gate, &self.up], x)?;
-        let u = gu.pop().ok_or_else(|| gen_err("mlp: missing up projection"))?;
-        let g = gu.pop().ok_or_else(|| gen_err("mlp: missing gate projection"))?;
-        let dims = g.dims().to_vec();
-        let mut gv = to_vec(&g)?;
-        let uv = to_vec(&u)?;
+        let mut dims = x.dims().to_vec();
+        let xs = to_vec(x)?;
+        let m = xs.len() / self.gate.in_features().max(1);
+        let mut gu = QLinear::forward_many_f32(&[&self.gate, &self.up], &xs, m)?;
+        let uv = gu.pop().ok_or_else(|| gen_err("mlp: missing up projection"))?;
+        let mut gv = gu.pop().ok_or_else(|| gen_err("mlp: missing gate projection"))?;
         match self.act {
             // llama.cpp's fused swiglu: silu through its vectorised expf.
-            Activation::Silu => kernels::swiglu(&mut gv, &uv),
-            Activation::GeluTanh => {
-                for (a, &b) in gv.iter_mut().zip(&uv) {
+            Activation::Silu => kernels::par_chunks2(&mut gv, &uv, &|g, u| kernels::swiglu(g, u)),
+            Activation::GeluTanh => kernels::par_chunks2(&mut gv, &uv, &|g, u| {
+                for (a, &b) in g.iter_mut().zip(u) {
                     *a = gelu_by_table(*a) * b;
                 }
-            }
+            }),
         }
-        Ok(self.down.forward(&Tensor::from_vec(gv, dims, &Device::Cpu)?)?)
+        let out = self.down.forward_f32(&gv, m)?;
+        if let Some(last) = dims.last_mut() {
+            *last = self.down.out_features();
+        }
+        Ok(Tensor::from_vec(out, dims, &Device::Cpu)?)
     }
 }
 

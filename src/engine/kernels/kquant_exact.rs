@@ -99,30 +99,73 @@ impl Q8K {
         assert_eq!(k % QK_K, 0, "row length");
         let nb = k / QK_K;
         let mut a = Q8K { m, k, nb, qs: vec![0; m * k], d: vec![0.0; m * nb], bsums: vec![0; m * nb * 16] };
-        for bi in 0..m * nb {
-            let xs = &x[bi * QK_K..(bi + 1) * QK_K];
-            let (mut amax, mut max) = (0f32, 0f32);
-            for &v in xs {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
+        let n = m * nb;
+        let simd = cfg!(target_arch = "x86_64") && super::isa() != super::Isa::Scalar;
+        let pool = pool::global();
+        let per = if n >= 64 && pool.threads() > 1 { n.div_ceil(pool.threads() * 2) } else { n };
+        let (qp, dp, bp) = (SendPtr(a.qs.as_mut_ptr()), SendPtr(a.d.as_mut_ptr()), SendPtr(a.bsums.as_mut_ptr()));
+        let task = |ti: usize| {
+            let (qp, dp, bp) = (qp, dp, bp);
+            for bi in ti * per..((ti + 1) * per).min(n) {
+                let xs = &x[bi * QK_K..(bi + 1) * QK_K];
+                // SAFETY: block `bi` belongs to this task only; the three
+                // buffers hold `n` blocks.
+                let (qs, d, bsums) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(qp.0.add(bi * QK_K), QK_K),
+                        &mut *dp.0.add(bi),
+                        std::slice::from_raw_parts_mut(bp.0.add(bi * 16), 16),
+                    )
+                };
+                #[cfg(target_arch = "x86_64")]
+                if simd {
+                    // SAFETY: `isa()` is not Scalar, so AVX2/FMA/F16C are present.
+                    *d = unsafe { avx2::quantize_block(xs, qs) };
+                } else {
+                    *d = quantize_block_scalar(xs, qs);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = simd;
+                    *d = quantize_block_scalar(xs, qs);
+                }
+                for j in 0..16 {
+                    bsums[j] = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i16).sum();
                 }
             }
-            if amax == 0.0 {
-                continue;
-            }
-            let iscale = -127.0 / max;
-            let qs = &mut a.qs[bi * QK_K..(bi + 1) * QK_K];
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = nearest_int(iscale * v).min(127) as i8;
-            }
-            for j in 0..16 {
-                a.bsums[bi * 16 + j] = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i16).sum();
-            }
-            a.d[bi] = 1.0 / iscale;
+        };
+        if per == n {
+            task(0);
+        } else {
+            pool.run(n.div_ceil(per), &task);
         }
         a
     }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// `quantize_row_q8_K_ref` for one block of 256: fills `qs`, returns `d`
+/// (quants stay 0 and `d` 0 for an all-zero block).
+fn quantize_block_scalar(xs: &[f32], qs: &mut [i8]) -> f32 {
+    let (mut amax, mut max) = (0f32, 0f32);
+    for &v in xs {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 {
+        return 0.0;
+    }
+    let iscale = -127.0 / max;
+    for (q, &v) in qs.iter_mut().zip(xs) {
+        *q = nearest_int(iscale * v).min(127) as i8;
+    }
+    1.0 / iscale
 }
 
 /// Q4_K's 6-bit scale and min of sub-block `j` (`get_scale_min_k4`); also
@@ -391,6 +434,54 @@ impl KQuantMatrix {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    /// `quantize_block_scalar` with 8 lanes: the same floats (`iscale·x`
+    /// rounded, then the 1.5·2²³ trick, as two separate operations), the
+    /// same choice of `max` (the first element whose |x| is the maximum).
+    ///
+    /// # Safety
+    /// AVX2 present; `xs` and `qs` hold 256 values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> f32 {
+        let absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut mx = _mm256_setzero_ps();
+        for i in 0..32 {
+            mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(xs.as_ptr().add(8 * i)), absm));
+        }
+        let h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps::<1>(mx));
+        let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        let h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        let amax = _mm_cvtss_f32(h);
+        if amax == 0.0 {
+            qs[..256].iter_mut().for_each(|q| *q = 0);
+            return 0.0;
+        }
+        let av = _mm256_set1_ps(amax);
+        let mut max = 0f32;
+        for i in 0..32 {
+            let v = _mm256_and_ps(_mm256_loadu_ps(xs.as_ptr().add(8 * i)), absm);
+            let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v, av));
+            if bits != 0 {
+                max = xs[8 * i + bits.trailing_zeros() as usize];
+                break;
+            }
+        }
+        let iscale = -127.0 / max;
+        let iv = _mm256_set1_ps(iscale);
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let (mant, off, top) = (_mm256_set1_epi32(0x007f_ffff), _mm256_set1_epi32(0x0040_0000), _mm256_set1_epi32(127));
+        let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for c in 0..8 {
+            let q: [__m256i; 4] = std::array::from_fn(|j| {
+                let v = _mm256_mul_ps(iv, _mm256_loadu_ps(xs.as_ptr().add(32 * c + 8 * j)));
+                let t = _mm256_castps_si256(_mm256_add_ps(v, magic));
+                _mm256_min_epi32(_mm256_sub_epi32(_mm256_and_si256(t, mant), off), top)
+            });
+            let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            _mm256_storeu_si256(qs.as_mut_ptr().add(32 * c) as *mut __m256i, _mm256_permutevar8x32_epi32(p, perm));
+        }
+        1.0 / iscale
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn hsum_i32(v: __m256i) -> i32 {
@@ -548,6 +639,22 @@ mod tests {
             assert_eq!(a.bsums[b * 16] as i32, a.qs[b * 256..b * 256 + 16].iter().map(|&q| q as i32).sum::<i32>());
         }
         assert_eq!(nearest_int(2.5), 2);
+        // The SIMD quantiser gives the same quants and scales (ties of ±amax,
+        // exact halves, an all-zero block included).
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            let mut y = rand_f32(4 * 256, 23);
+            y[256 + 7] = -4.0;
+            y[256 + 9] = 4.0;
+            y[2 * 256 + 3] = 127.0 / 2.0;
+            y[3 * 256..].iter_mut().for_each(|v| *v = 0.0);
+            for xs in y.chunks(256) {
+                let (mut q1, mut q2) = ([0i8; 256], [1i8; 256]);
+                let d1 = quantize_block_scalar(xs, &mut q1);
+                let d2 = unsafe { avx2::quantize_block(xs, &mut q2) };
+                assert_eq!((d1.to_bits(), q1), (d2.to_bits(), q2));
+            }
+        }
         assert_eq!(nearest_int(-3.5), -4);
     }
 

@@ -131,8 +131,33 @@ pub fn swiglu(g: &mut [f32], u: &[f32]) {
     }
 }
 
+/// `f(g_chunk, u_chunk)` over chunks of `g`/`u` on the global pool: every
+/// chunk starts at a multiple of 16 elements (so vector kernels see the same
+/// lanes as one call over the whole slice; only the last chunk has a tail).
+/// Single-threaded below 32k elements.
+pub fn par_chunks2(g: &mut [f32], u: &[f32], f: &(dyn Fn(&mut [f32], &[f32]) + Sync)) {
+    assert_eq!(g.len(), u.len(), "par_chunks2 operands");
+    let n = g.len();
+    let pool = pool::global();
+    if n < 32 * 1024 || pool.threads() < 2 {
+        f(g, u);
+        return;
+    }
+    let per = n.div_ceil(pool.threads() * 4).next_multiple_of(16);
+    let tasks = n.div_ceil(per);
+    let p = OutPtr(g.as_mut_ptr());
+    pool.run(tasks, &|ti: usize| {
+        let p = p;
+        let (a, b) = (ti * per, ((ti + 1) * per).min(n));
+        // SAFETY: tasks cover disjoint ranges inside `g`.
+        let gc = unsafe { std::slice::from_raw_parts_mut(p.0.add(a), b - a) };
+        f(gc, &u[a..b]);
+    });
+}
+
 /// One query row of attention in llama.cpp's flash-attention arithmetic (see
-/// `avx2::attend_row`). Key/value `j` start at `k[j·stride..]`/`v[j·stride..]`.
+/// `avx2::attend_row`; `avx512::attend_row`, the same floats, for head sizes
+/// 64/128/256 on AVX-512 CPUs). Key/value `j` start at `k[j·stride..]`/`v[j·stride..]`.
 /// Returns false (and leaves `o` alone) when there is no exact kernel for this
 /// CPU or shape, so the caller falls back to its portable loop.
 #[allow(clippy::too_many_arguments)]
@@ -146,6 +171,16 @@ pub fn attend_row(q: &[f32], k: &[f32], v: &[f32], stride: usize, keys: std::ops
         return false;
     }
     match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
+        Isa::Avx512 if d == 64 || d == 128 || d == 256 => unsafe {
+            match d {
+                64 => avx512::attend_row::<4>(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o),
+                128 => avx512::attend_row::<8>(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o),
+                _ => avx512::attend_row::<16>(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o),
+            }
+            true
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
         Isa::Avx2 | Isa::Avx512 => unsafe {
