@@ -23,7 +23,7 @@ use super::embed::{self, Embedder};
 use super::eval::{self, Metrics, TaskData};
 use super::head::{self, Head, TrainConfig};
 use super::ngram::{self, NgramHead, SparseRow};
-use super::signals::{Lexicon, Signals, SIGNAL_FEATURES};
+use super::signals::{self, Lexicon, Signals, SIGNAL_FEATURES};
 use super::tweet::{self, VADER_FEATURES};
 use super::MOODS;
 
@@ -74,6 +74,10 @@ pub struct HeadsFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emotion_ngram: Option<NgramHead>,
     pub mood_centroids: Vec<Centroid>,
+    /// Weight of the complaint signals on the negative polarity logit
+    /// ([`push_negative`]); 0 in files made before it existed.
+    #[serde(default)]
+    pub complaint_weight: f32,
     /// The held-out measurements taken while training.
     pub report: TrainReport,
 }
@@ -126,6 +130,8 @@ impl HeadsFile {
         let emotion = mix(&self.emotion.predict(&x), g(&self.emotion_ngram).as_deref(), r.emotion_ngram_weight);
         let xs = if r.sentiment_uses_emotion { append(x, &emotion) } else { x };
         let polarity = mix(&self.sentiment.predict(&xs), g(&self.sentiment_ngram).as_deref(), r.sentiment_ngram_weight);
+        let neg = self.sentiment.labels.iter().position(|l| l == "negative").unwrap_or(0);
+        let polarity = push_negative(&polarity, neg, signals::complaint_strength(&signals.features()), self.complaint_weight);
         (polarity, emotion)
     }
 
@@ -184,6 +190,31 @@ pub struct Recipe {
     /// the emotion head's.
     #[serde(default)]
     pub sentiment_l2_cv: bool,
+    /// Weight of [`signals::complaint_strength`] added to the negative
+    /// polarity logit; `None` = chosen on the sentiment cross-validation
+    /// predictions (validation data only), stored in [`HeadsFile::complaint_weight`].
+    #[serde(default = "zero_weight")]
+    pub complaint_weight: Option<f32>,
+}
+
+fn zero_weight() -> Option<f32> {
+    Some(0.0)
+}
+
+/// Candidate complaint weights tried when the recipe leaves it open.
+const COMPLAINT_GRID: [f32; 9] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0];
+
+/// Polarity probabilities with `weight · complaint` added to the negative
+/// class's logit (`neg` = its index), renormalised.
+pub fn push_negative(p: &[f32], neg: usize, complaint: f32, weight: f32) -> Vec<f32> {
+    let mut q = p.to_vec();
+    if weight == 0.0 || complaint == 0.0 {
+        return q;
+    }
+    q[neg] *= (weight * complaint).exp();
+    let sum: f32 = q.iter().sum();
+    q.iter_mut().for_each(|v| *v /= sum);
+    q
 }
 
 impl Recipe {
@@ -198,6 +229,7 @@ impl Recipe {
         l2: None,
         ngram_l2: 1e-4,
         sentiment_l2_cv: false,
+        complaint_weight: Some(0.0),
     };
     /// The shipped recipe (the best measured in [`variants`]; see BENCHMARKS.md).
     pub const DEFAULT: Recipe = Recipe {
@@ -210,6 +242,7 @@ impl Recipe {
         l2: None,
         ngram_l2: 1e-4,
         sentiment_l2_cv: true,
+        complaint_weight: None,
     };
 }
 
@@ -222,6 +255,12 @@ pub struct TrainReport {
     pub emotion: TaskScore,
     pub sentiment_split: String,
     pub sentiment: TaskScore,
+    /// The same measurement with the complaint weight at 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment_without_complaint: Option<TaskScore>,
+    /// Which BERT forward made the embeddings ("int8" or "candle"; absent = candle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_forward: Option<String>,
     pub rows: RowCounts,
     /// One line per variant measured with `--variants`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -275,6 +314,9 @@ fn embed_cached(embedder: &Embedder, texts: &[String], cache: Option<&Path>) -> 
     };
     let mut h = Sha256::new();
     h.update(format!("all-minilm-l6-v2/{}/", embed::MAX_TOKENS));
+    if embedder.backend() == embed::Backend::Int8 {
+        h.update("int8/");
+    }
     for t in texts {
         h.update(t.as_bytes());
         h.update([0u8]);
@@ -388,8 +430,18 @@ struct Data<'a> {
 
 /// Measures one recipe: emotion trained on train, measured on val; sentiment
 /// by k-fold CV over val. No sentiment-val row is used to fit anything that
-/// predicts it. Returns (emotion metrics, sentiment metrics, l2 used).
-fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec<((bool, bool), f32)>) -> (Metrics, Metrics, f32) {
+/// predicts it.
+struct Measured {
+    emotion: Metrics,
+    /// With the complaint weight applied.
+    sentiment: Metrics,
+    /// Without it (weight 0).
+    sentiment_plain: Metrics,
+    l2: f32,
+    complaint_weight: f32,
+}
+
+fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec<((bool, bool), f32)>) -> Measured {
     let base = TrainConfig { epochs, ..TrainConfig::default() };
     let x_tr = d.f_tr.rows(r);
     let x_va = d.f_va.rows(r);
@@ -440,14 +492,37 @@ fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec
             (te, p)
         })
         .collect();
-    let mut pred = vec![0usize; n];
+    let mut oof = vec![Vec::new(); n];
     for (te, p) in preds {
         for (i, p) in te.into_iter().zip(p) {
-            pred[i] = head::argmax(&p);
+            oof[i] = p;
         }
     }
-    let sentiment = Metrics::compute_named(&d.se_val.labels, &d.se_val.gold, &pred);
-    (emotion, sentiment, l2)
+    // The complaint weight: the given one, or the best macro-recall over
+    // the grid on these out-of-fold predictions (ties → the smaller weight).
+    let neg = d.se_val.labels.iter().position(|l| l == "negative").unwrap_or(0);
+    let complaint: Vec<f32> = d.f_se.signals.iter().map(|f| signals::complaint_strength(f)).collect();
+    let score = |w: f32| {
+        let pred: Vec<usize> = oof.iter().zip(&complaint).map(|(p, &c)| head::argmax(&push_negative(p, neg, c, w))).collect();
+        Metrics::compute_named(&d.se_val.labels, &d.se_val.gold, &pred)
+    };
+    let sentiment_plain = score(0.0);
+    let complaint_weight = match r.complaint_weight {
+        Some(w) => w,
+        None => {
+            let mut best = (0.0f32, sentiment_plain.macro_recall);
+            for w in COMPLAINT_GRID {
+                let m = score(w).macro_recall;
+                tracing::info!("complaint weight {w}: sentiment macro-recall {:.2}", 100.0 * m);
+                if m > best.1 + 1e-9 {
+                    best = (w, m);
+                }
+            }
+            best.0
+        }
+    };
+    let sentiment = score(complaint_weight);
+    Measured { emotion, sentiment, sentiment_plain, l2, complaint_weight }
 }
 
 /// The sentiment head's rows: sentiment val (and, with `sentiment_extra`,
@@ -561,7 +636,7 @@ pub fn train(
     let mut l2_cache = Vec::new();
     if opts.variants {
         for (name, r) in variants() {
-            let (e, s, _) = measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
+            let Measured { emotion: e, sentiment: s, .. } = measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
             progress(&format!(
                 "variant: {name}: emotion macro-F1 {:.1}, sentiment macro-recall {:.1}",
                 100.0 * e.macro_f1,
@@ -572,7 +647,13 @@ pub fn train(
     }
     let r = opts.recipe;
     progress("measuring the chosen recipe");
-    let (emotion_metrics, sentiment_metrics, l2) = measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
+    let Measured { emotion: emotion_metrics, sentiment: sentiment_metrics, sentiment_plain, l2, complaint_weight } =
+        measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
+    progress(&format!(
+        "complaint weight {complaint_weight}: sentiment macro-recall {:.1} (without: {:.1})",
+        100.0 * sentiment_metrics.macro_recall,
+        100.0 * sentiment_plain.macro_recall
+    ));
     let cfg = TrainConfig { l2, epochs: opts.epochs, ..TrainConfig::default() };
 
     progress("training the shipped heads on all rows");
@@ -635,6 +716,7 @@ pub fn train(
         sentiment_ngram,
         emotion_ngram,
         mood_centroids,
+        complaint_weight,
         report: TrainReport {
             l2,
             epochs: opts.epochs,
@@ -646,6 +728,8 @@ pub fn train(
                 if r.sentiment_extra { "; emotion tweets added to every training fold as weak polarity labels" } else { "" }
             ),
             sentiment: (&sentiment_metrics).into(),
+            sentiment_without_complaint: Some((&sentiment_plain).into()),
+            embedding_forward: Some(format!("{:?}", embedder.backend()).to_lowercase()),
             rows: RowCounts {
                 emotion_train: em_train.texts.len(),
                 emotion_val: em_val.texts.len(),
