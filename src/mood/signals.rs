@@ -370,6 +370,15 @@ mod tests {
     }
 
     #[test]
+    fn complaint_strength_counts_waiting_no_reply_and_bangs() {
+        let c = |t: &str| complaint_strength(&lex().signals(t).features());
+        let waiting = c("I've been waiting two weeks for my refund and nobody replies!!");
+        assert!(waiting > 1.0, "{waiting}");
+        assert!(waiting > c("I've been waiting two weeks for my refund and nobody replies"), "bangs count");
+        assert_eq!(c("Can you confirm the delivery address for order 1182?"), 0.0);
+    }
+
+    #[test]
     fn caps_punctuation_and_emoji() {
         let s = lex().signals("This is UNACCEPTABLE!!! I want my MONEY BACK 😡😡");
         assert!(s.all_caps_words >= 3, "{s:?}");
