@@ -249,6 +249,52 @@ fn batching_matches_one_by_one() {
     }
 }
 
+/// The int8 forward (`mood::bert`, the default) against candle's f32 BERT, the reference:
+/// 300 real tweets, raw and tweet-normalised, each vector within cosine 0.99.
+#[test]
+fn int8_forward_matches_candle_bert() {
+    use mood::embed::{Backend, Embedder};
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/tweeteval/sentiment/val_text.txt")).expect("read");
+    let mut tweets: Vec<String> = text.lines().take(150).map(|s| s.to_string()).collect();
+    tweets.extend(text.lines().take(150).map(mood::tweet::normalize));
+    let refs: Vec<&str> = tweets.iter().map(|s| s.as_str()).collect();
+    let dir = mood::embed::default_model_dir();
+    let int8 = Embedder::load_backend(&dir, Backend::Int8).expect("int8");
+    let f32_ref = Embedder::load_backend(&dir, Backend::Candle).expect("candle");
+    assert_eq!((int8.backend(), f32_ref.backend()), (Backend::Int8, Backend::Candle));
+    let a = int8.embed_batch(&refs).expect("int8 embed");
+    let b = f32_ref.embed_batch(&refs).expect("candle embed");
+    let mut worst = (1.0f32, "");
+    let mut sum = 0.0;
+    for ((x, y), t) in a.iter().zip(&b).zip(&refs) {
+        let c = mood::embed::dot(x, y);
+        sum += c;
+        if c < worst.0 {
+            worst = (c, t);
+        }
+    }
+    let mean = sum / refs.len() as f32;
+    eprintln!("int8 vs candle f32: mean cosine {mean:.5}, worst {:.5} ({:?})", worst.0, worst.1);
+    assert!(worst.0 >= 0.99, "worst cosine {} on {:?}", worst.0, worst.1);
+    assert!(mean >= 0.995, "mean cosine {mean}");
+    // And it is a different computation, not candle's by accident.
+    assert!(mean < 0.999_999, "mean cosine {mean}");
+}
+
+#[test]
+fn chunk_plan_keeps_order_and_bounds() {
+    let counts = [300, 30, 5, 200, 7, 6, 31, 128, 129, 600];
+    let plan = mood::embed::plan_chunks(&counts);
+    let flat: Vec<usize> = plan.iter().flat_map(|r| r.clone()).collect();
+    assert_eq!(flat, (0..counts.len()).collect::<Vec<_>>());
+    for r in &plan {
+        let tokens: usize = counts[r.clone()].iter().sum();
+        assert!(tokens <= 256 || r.len() == 1, "{r:?}: {tokens} tokens");
+    }
+    assert_eq!(plan, vec![0..1, 1..6, 6..8, 8..9, 9..10]);
+    assert!(mood::embed::plan_chunks(&[]).is_empty());
+}
+
 #[test]
 fn batch_plan_sorts_and_bounds() {
     let counts = [30, 5, 200, 7, 6, 31, 128, 129];

@@ -1,4 +1,4 @@
-//! Sentence embeddings from all-MiniLM-L6-v2, run with candle's BERT.
+//! Sentence embeddings from all-MiniLM-L6-v2.
 //!
 //! Shaped like sentence-transformers' pipeline for this model so the vectors
 //! match what the model was trained to produce: WordPiece tokens from the
@@ -6,7 +6,12 @@
 //! tokenizer), BERT forward, mean pooling over the attention mask, then L2
 //! normalisation.
 //!
-//! Speed (triage reads messages in bulk): every text is tokenized first, the
+//! Two forwards ([`Backend`]): by default [`super::bert::QBert`], whose
+//! linears run on the engine's int8 kernels over unpadded stacked tokens
+//! (several times faster; see that module), and candle's f32 `BertModel`,
+//! kept as the reference (`BRANDVOICE_MOOD_EMBED=candle`).
+//!
+//! Speed of the candle path (triage reads messages in bulk): every text is tokenized first, the
 //! batches are cut from the texts sorted by *token* count so a batch pads
 //! little, and the batches run on all cores at once (rayon). For small
 //! matrices (a batch of tweets is ~16×30 tokens) splitting work across
@@ -23,6 +28,9 @@ use candle_transformers::models::bert::{BertModel, Config};
 use rayon::prelude::*;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
+use super::bert::QBert;
+use crate::engine::kernels::pool::{self, Pool};
+
 /// Width of the all-MiniLM-L6-v2 embedding.
 pub const EMBEDDING_DIM: usize = 384;
 /// Tokens kept per message. sentence-transformers uses 256 for this model;
@@ -34,6 +42,34 @@ const BATCH: usize = 16;
 /// Most tokens (messages × padded length) per forward pass, so a batch of
 /// long emails does not build a huge attention tensor.
 const BATCH_TOKENS: usize = 1024;
+/// Most tokens stacked into one int8 forward (no padding there): big enough
+/// that the integer tiles run at speed, small enough that a triage file
+/// splits into many jobs for the cores.
+const CHUNK_TOKENS: usize = 256;
+
+/// Which BERT forward computes the embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Linears on the engine's Q8_0 × Q8 kernels ([`QBert`]); the default.
+    Int8,
+    /// candle's f32 `BertModel`: the reference.
+    Candle,
+}
+
+impl Backend {
+    /// `BRANDVOICE_MOOD_EMBED=candle` picks the reference, anything else [`Backend::Int8`].
+    pub fn from_env() -> Self {
+        match std::env::var("BRANDVOICE_MOOD_EMBED") {
+            Ok(v) if v.eq_ignore_ascii_case("candle") => Backend::Candle,
+            _ => Backend::Int8,
+        }
+    }
+}
+
+enum Encoder {
+    Int8(QBert),
+    Candle(BertModel),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -45,6 +81,8 @@ pub enum EmbedError {
     Tokenizer { path: PathBuf, reason: String },
     #[error("tokenizing failed: {0}")]
     Encode(String),
+    #[error("embedding model weights: {0}")]
+    Weights(String),
     #[error("embedding model: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -65,14 +103,20 @@ pub fn default_model_dir() -> PathBuf {
 
 /// A loaded MiniLM encoder.
 pub struct Embedder {
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     device: Device,
 }
 
 impl Embedder {
-    /// Loads the model from `dir` (model.safetensors, tokenizer.json, config.json).
+    /// Loads the model from `dir` (model.safetensors, tokenizer.json,
+    /// config.json) with the forward [`Backend::from_env`] names.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        Self::load_backend(dir, Backend::from_env())
+    }
+
+    /// Loads the model from `dir` with the given forward.
+    pub fn load_backend(dir: &Path, backend: Backend) -> Result<Self, EmbedError> {
         let file = |name: &str| {
             let p = dir.join(name);
             if p.is_file() {
@@ -97,10 +141,23 @@ impl Embedder {
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
             .map_err(|e| EmbedError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
         let device = Device::Cpu;
-        // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights_path], DType::F32, &device)? };
-        let model = BertModel::load(vb, &config)?;
+        let model = match backend {
+            Backend::Int8 => Encoder::Int8(QBert::load(&weights_path, &config)?),
+            Backend::Candle => {
+                // SAFETY: the file is memory-mapped read-only and not modified while the model lives.
+                let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights_path], DType::F32, &device)? };
+                Encoder::Candle(BertModel::load(vb, &config)?)
+            }
+        };
         Ok(Self { model, tokenizer, device })
+    }
+
+    /// Which forward this embedder runs.
+    pub fn backend(&self) -> Backend {
+        match self.model {
+            Encoder::Int8(_) => Backend::Int8,
+            Encoder::Candle(_) => Backend::Candle,
+        }
     }
 
     /// Loads from [`default_model_dir`].
@@ -128,6 +185,9 @@ impl Embedder {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbedError::Encode(e.to_string()))?;
+        if let Encoder::Int8(q) = &self.model {
+            return embed_int8(q, &encs);
+        }
         let batches = plan_batches(&encs.iter().map(|e| e.get_ids().len()).collect::<Vec<_>>());
         let run = |b: &Vec<usize>| -> Result<Vec<Vec<f32>>, EmbedError> {
             let group: Vec<&Encoding> = b.iter().map(|&i| &encs[i]).collect();
@@ -161,7 +221,10 @@ impl Embedder {
         let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
         let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (n, len, 384)
+        let Encoder::Candle(model) = &self.model else {
+            unreachable!("forward is the candle path");
+        };
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?; // (n, len, 384)
         let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
         let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (n, 384)
         let counts = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (n, 1)
@@ -170,6 +233,44 @@ impl Embedder {
         let unit = mean.broadcast_div(&norm)?;
         Ok(unit.to_vec2::<f32>()?)
     }
+}
+
+/// The int8 path: texts cut into chunks of about [`CHUNK_TOKENS`] stacked
+/// tokens, in order. One chunk (a single `mood` call) runs its linears on the
+/// engine's pool (all cores); many chunks run one per core (rayon), each on a
+/// one-thread pool, so the small f32 parts get every core too.
+fn embed_int8(q: &QBert, encs: &[Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let chunks = plan_chunks(&encs.iter().map(|e| e.get_ids().len()).collect::<Vec<_>>());
+    let run = |c: &std::ops::Range<usize>, p: &Pool| {
+        let ids: Vec<&[u32]> = encs[c.clone()].iter().map(|e| e.get_ids()).collect();
+        q.embed_ids(&ids, p)
+    };
+    let parts: Vec<Vec<Vec<f32>>> = if chunks.len() == 1 {
+        vec![run(&chunks[0], &pool::global())?]
+    } else {
+        let single = Pool::new(1);
+        chunks.par_iter().map(|c| run(c, &single)).collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// Consecutive ranges of texts with at most [`CHUNK_TOKENS`] tokens each
+/// (a longer text is a chunk of its own).
+pub fn plan_chunks(token_counts: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut begin, mut tokens) = (0, 0);
+    for (i, &n) in token_counts.iter().enumerate() {
+        if i > begin && tokens + n > CHUNK_TOKENS {
+            out.push(begin..i);
+            begin = i;
+            tokens = 0;
+        }
+        tokens += n;
+    }
+    if begin < token_counts.len() {
+        out.push(begin..token_counts.len());
+    }
+    out
 }
 
 /// Groups text indices into forward-pass batches: sorted by token count (so

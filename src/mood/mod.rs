@@ -18,6 +18,7 @@
 //! exists here: it is kept short so a reader can see why a message came out
 //! "frustrated". Escalation flags ([`escalation`]) are separate phrase rules.
 
+pub mod bert;
 pub mod embed;
 pub mod escalation;
 pub mod eval;
@@ -187,11 +188,7 @@ impl MoodDetector {
                 }
             }
             let neg = report.polarities[0].probability;
-            let pos = report.polarities[2].probability;
-            // A negative-leaning message. (Was `neg > 0.4`; the format-2 sentiment
-            // head, trained with balanced classes, gives neutral more mass, so a
-            // plainly negative "still doesn't work" sits near 0.38.)
-            if neg > 0.3 && neg > pos {
+            if neg > 0.4 {
                 // Repeated contact: move a share of the non-frustrated mass to frustrated.
                 let shift = 0.3 * neg;
                 for (i, p) in probs.iter_mut().enumerate() {

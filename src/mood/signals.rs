@@ -254,6 +254,18 @@ pub struct Signals {
 /// Number of features [`Signals::features`] produces.
 pub const SIGNAL_FEATURES: usize = 9 + CATEGORIES.len();
 
+/// Strength of a complaint in a [`Signals::features`] vector: frustration
+/// cues (waiting, "nobody replies", "still", "again"), anger cues, and
+/// repeated '!' — 0 for none, up to 2.5. The polarity head learns from
+/// tweets, where these are rare, so they push its negative class by a
+/// weight calibrated on validation data (`train::Recipe::complaint_weight`).
+pub fn complaint_strength(features: &[f32]) -> f32 {
+    let cue = |c: &str| CATEGORIES.iter().position(|x| *x == c).map(|i| features[9 + i]).unwrap_or(0.0);
+    // features[2]: exclamations (squashed), features[4]: repeated punctuation.
+    let bangs = if features[4] > 0.0 && features[2] > 0.0 { 0.5 } else { 0.0 };
+    cue("frustrated") + cue("angry") + bangs
+}
+
 /// Squashes a count into [0, 1): 0 → 0, 1 → 0.5, 3 → 0.75.
 pub fn squash(n: usize) -> f32 {
     n as f32 / (n as f32 + 1.0)
@@ -355,6 +367,15 @@ mod tests {
 
     fn lex() -> Lexicon {
         Lexicon::builtin().expect("builtin lexicon parses")
+    }
+
+    #[test]
+    fn complaint_strength_counts_waiting_no_reply_and_bangs() {
+        let c = |t: &str| complaint_strength(&lex().signals(t).features());
+        let waiting = c("I've been waiting two weeks for my refund and nobody replies!!");
+        assert!(waiting > 1.0, "{waiting}");
+        assert!(waiting > c("I've been waiting two weeks for my refund and nobody replies"), "bangs count");
+        assert_eq!(c("Can you confirm the delivery address for order 1182?"), 0.0);
     }
 
     #[test]

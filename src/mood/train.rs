@@ -23,7 +23,7 @@ use super::embed::{self, Embedder};
 use super::eval::{self, Metrics, TaskData};
 use super::head::{self, Head, TrainConfig};
 use super::ngram::{self, NgramHead, SparseRow};
-use super::signals::{Lexicon, Signals, SIGNAL_FEATURES};
+use super::signals::{self, Lexicon, Signals, SIGNAL_FEATURES};
 use super::tweet::{self, VADER_FEATURES};
 use super::MOODS;
 
@@ -74,6 +74,10 @@ pub struct HeadsFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emotion_ngram: Option<NgramHead>,
     pub mood_centroids: Vec<Centroid>,
+    /// Weight of the complaint signals on the negative polarity logit
+    /// ([`push_negative`]); 0 in files made before it existed.
+    #[serde(default)]
+    pub complaint_weight: f32,
     /// The held-out measurements taken while training.
     pub report: TrainReport,
 }
@@ -126,6 +130,8 @@ impl HeadsFile {
         let emotion = mix(&self.emotion.predict(&x), g(&self.emotion_ngram).as_deref(), r.emotion_ngram_weight);
         let xs = if r.sentiment_uses_emotion { append(x, &emotion) } else { x };
         let polarity = mix(&self.sentiment.predict(&xs), g(&self.sentiment_ngram).as_deref(), r.sentiment_ngram_weight);
+        let neg = self.sentiment.labels.iter().position(|l| l == "negative").unwrap_or(0);
+        let polarity = push_negative(&polarity, neg, signals::complaint_strength(&signals.features()), self.complaint_weight);
         (polarity, emotion)
     }
 
@@ -184,6 +190,54 @@ pub struct Recipe {
     /// the emotion head's.
     #[serde(default)]
     pub sentiment_l2_cv: bool,
+    /// Weight of [`signals::complaint_strength`] added to the negative
+    /// polarity logit; `None` = chosen on the sentiment cross-validation
+    /// predictions (validation data only), stored in [`HeadsFile::complaint_weight`].
+    #[serde(default = "zero_weight")]
+    pub complaint_weight: Option<f32>,
+}
+
+fn zero_weight() -> Option<f32> {
+    Some(0.0)
+}
+
+/// Candidate complaint weights tried when the recipe leaves it open.
+const COMPLAINT_GRID: [f32; 9] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0];
+
+/// How far (macro-recall, as a fraction) the validation score may fall below
+/// the grid's best before the complaint weight stops growing: ~0.2 points,
+/// a few tweets of 2,000.
+const COMPLAINT_TOLERANCE: f32 = 0.002;
+
+/// The complaint weight is a prior (a customer who waits and gets no reply
+/// is unhappy) that TweetEval's tweets rarely exercise, so validation can
+/// veto it but hardly find it: starting from the best-scoring weight of
+/// `grid` (ascending), the largest weight such that it and every weight
+/// between stay within [`COMPLAINT_TOLERANCE`] of the best macro-recall.
+pub fn choose_complaint_weight(grid: &[f32], recalls: &[f32]) -> f32 {
+    let best = recalls.iter().copied().fold(f32::MIN, f32::max);
+    let Some(start) = recalls.iter().position(|&m| m == best) else { return 0.0 };
+    let mut chosen = grid[start];
+    for (&w, &m) in grid.iter().zip(recalls).skip(start + 1) {
+        if m < best - COMPLAINT_TOLERANCE {
+            break;
+        }
+        chosen = w;
+    }
+    chosen
+}
+
+/// Polarity probabilities with `weight · complaint` added to the negative
+/// class's logit (`neg` = its index), renormalised.
+pub fn push_negative(p: &[f32], neg: usize, complaint: f32, weight: f32) -> Vec<f32> {
+    let mut q = p.to_vec();
+    if weight == 0.0 || complaint == 0.0 {
+        return q;
+    }
+    q[neg] *= (weight * complaint).exp();
+    let sum: f32 = q.iter().sum();
+    q.iter_mut().for_each(|v| *v /= sum);
+    q
 }
 
 impl Recipe {
@@ -198,6 +252,7 @@ impl Recipe {
         l2: None,
         ngram_l2: 1e-4,
         sentiment_l2_cv: false,
+        complaint_weight: Some(0.0),
     };
     /// The shipped recipe (the best measured in [`variants`]; see BENCHMARKS.md).
     pub const DEFAULT: Recipe = Recipe {
@@ -210,6 +265,7 @@ impl Recipe {
         l2: None,
         ngram_l2: 1e-4,
         sentiment_l2_cv: true,
+        complaint_weight: None,
     };
 }
 
@@ -222,6 +278,12 @@ pub struct TrainReport {
     pub emotion: TaskScore,
     pub sentiment_split: String,
     pub sentiment: TaskScore,
+    /// The same measurement with the complaint weight at 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment_without_complaint: Option<TaskScore>,
+    /// Which BERT forward made the embeddings ("int8" or "candle"; absent = candle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_forward: Option<String>,
     pub rows: RowCounts,
     /// One line per variant measured with `--variants`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -275,6 +337,9 @@ fn embed_cached(embedder: &Embedder, texts: &[String], cache: Option<&Path>) -> 
     };
     let mut h = Sha256::new();
     h.update(format!("all-minilm-l6-v2/{}/", embed::MAX_TOKENS));
+    if embedder.backend() == embed::Backend::Int8 {
+        h.update("int8/");
+    }
     for t in texts {
         h.update(t.as_bytes());
         h.update([0u8]);
@@ -388,8 +453,18 @@ struct Data<'a> {
 
 /// Measures one recipe: emotion trained on train, measured on val; sentiment
 /// by k-fold CV over val. No sentiment-val row is used to fit anything that
-/// predicts it. Returns (emotion metrics, sentiment metrics, l2 used).
-fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec<((bool, bool), f32)>) -> (Metrics, Metrics, f32) {
+/// predicts it.
+struct Measured {
+    emotion: Metrics,
+    /// With the complaint weight applied.
+    sentiment: Metrics,
+    /// Without it (weight 0).
+    sentiment_plain: Metrics,
+    l2: f32,
+    complaint_weight: f32,
+}
+
+fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec<((bool, bool), f32)>) -> Measured {
     let base = TrainConfig { epochs, ..TrainConfig::default() };
     let x_tr = d.f_tr.rows(r);
     let x_va = d.f_va.rows(r);
@@ -440,14 +515,33 @@ fn measure(d: &Data, r: &Recipe, folds: usize, epochs: usize, l2_cache: &mut Vec
             (te, p)
         })
         .collect();
-    let mut pred = vec![0usize; n];
+    let mut oof = vec![Vec::new(); n];
     for (te, p) in preds {
         for (i, p) in te.into_iter().zip(p) {
-            pred[i] = head::argmax(&p);
+            oof[i] = p;
         }
     }
-    let sentiment = Metrics::compute_named(&d.se_val.labels, &d.se_val.gold, &pred);
-    (emotion, sentiment, l2)
+    // The complaint weight: the given one, or chosen on these out-of-fold
+    // predictions (see `choose_complaint_weight`).
+    let neg = d.se_val.labels.iter().position(|l| l == "negative").unwrap_or(0);
+    let complaint: Vec<f32> = d.f_se.signals.iter().map(|f| signals::complaint_strength(f)).collect();
+    let score = |w: f32| {
+        let pred: Vec<usize> = oof.iter().zip(&complaint).map(|(p, &c)| head::argmax(&push_negative(p, neg, c, w))).collect();
+        Metrics::compute_named(&d.se_val.labels, &d.se_val.gold, &pred)
+    };
+    let sentiment_plain = score(0.0);
+    let complaint_weight = match r.complaint_weight {
+        Some(w) => w,
+        None => {
+            let recalls: Vec<f32> = COMPLAINT_GRID.iter().map(|&w| score(w).macro_recall).collect();
+            for (w, m) in COMPLAINT_GRID.iter().zip(&recalls) {
+                tracing::info!("complaint weight {w}: sentiment macro-recall {:.2}", 100.0 * m);
+            }
+            choose_complaint_weight(&COMPLAINT_GRID, &recalls)
+        }
+    };
+    let sentiment = score(complaint_weight);
+    Measured { emotion, sentiment, sentiment_plain, l2, complaint_weight }
 }
 
 /// The sentiment head's rows: sentiment val (and, with `sentiment_extra`,
@@ -561,7 +655,7 @@ pub fn train(
     let mut l2_cache = Vec::new();
     if opts.variants {
         for (name, r) in variants() {
-            let (e, s, _) = measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
+            let Measured { emotion: e, sentiment: s, .. } = measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
             progress(&format!(
                 "variant: {name}: emotion macro-F1 {:.1}, sentiment macro-recall {:.1}",
                 100.0 * e.macro_f1,
@@ -572,7 +666,13 @@ pub fn train(
     }
     let r = opts.recipe;
     progress("measuring the chosen recipe");
-    let (emotion_metrics, sentiment_metrics, l2) = measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
+    let Measured { emotion: emotion_metrics, sentiment: sentiment_metrics, sentiment_plain, l2, complaint_weight } =
+        measure(&d, &r, opts.folds, opts.epochs, &mut l2_cache);
+    progress(&format!(
+        "complaint weight {complaint_weight}: sentiment macro-recall {:.1} (without: {:.1})",
+        100.0 * sentiment_metrics.macro_recall,
+        100.0 * sentiment_plain.macro_recall
+    ));
     let cfg = TrainConfig { l2, epochs: opts.epochs, ..TrainConfig::default() };
 
     progress("training the shipped heads on all rows");
@@ -635,6 +735,7 @@ pub fn train(
         sentiment_ngram,
         emotion_ngram,
         mood_centroids,
+        complaint_weight,
         report: TrainReport {
             l2,
             epochs: opts.epochs,
@@ -646,6 +747,8 @@ pub fn train(
                 if r.sentiment_extra { "; emotion tweets added to every training fold as weak polarity labels" } else { "" }
             ),
             sentiment: (&sentiment_metrics).into(),
+            sentiment_without_complaint: Some((&sentiment_plain).into()),
+            embedding_forward: Some(format!("{:?}", embedder.backend()).to_lowercase()),
             rows: RowCounts {
                 emotion_train: em_train.texts.len(),
                 emotion_val: em_val.texts.len(),
@@ -700,4 +803,36 @@ pub fn write(heads: &HeadsFile, path: &Path) -> Result<(), HeadsError> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json).map_err(werr)?;
     std::fs::rename(&tmp, path).map_err(werr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_negative_moves_mass_to_negative_only_with_a_complaint() {
+        let p = [0.34f32, 0.37, 0.29];
+        assert_eq!(push_negative(&p, 0, 0.0, 1.0), p.to_vec());
+        assert_eq!(push_negative(&p, 0, 1.25, 0.0), p.to_vec());
+        let q = push_negative(&p, 0, 1.25, 0.25);
+        assert!((q.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{q:?}");
+        assert!(q[0] > q[1] && q[0] > p[0], "{q:?}");
+        // The other classes keep their ratio.
+        assert!((q[1] / q[2] - p[1] / p[2]).abs() < 1e-5, "{q:?}");
+    }
+
+    #[test]
+    fn complaint_weight_grows_while_validation_allows() {
+        let grid = [0.0, 0.25, 0.5, 1.0];
+        // Flat within tolerance up to 0.5, then a drop: 0.5.
+        assert_eq!(choose_complaint_weight(&grid, &[0.665, 0.6652, 0.664, 0.650]), 0.5);
+        // A drop at 0.25 stops the growth even if a larger weight recovers.
+        assert_eq!(choose_complaint_weight(&grid, &[0.665, 0.660, 0.665, 0.665]), 0.0);
+        // A weight that helps is taken.
+        assert_eq!(choose_complaint_weight(&grid, &[0.60, 0.62, 0.64, 0.60]), 0.5);
+        // This session's numbers (int8 embeddings, BENCHMARKS.md): 0.25.
+        let g = COMPLAINT_GRID;
+        let r = [0.6654, 0.6652, 0.6633, 0.6631, 0.6641, 0.6633, 0.6624, 0.6594, 0.6509];
+        assert_eq!(choose_complaint_weight(&g, &r), 0.25);
+    }
 }
