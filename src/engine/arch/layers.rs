@@ -466,15 +466,33 @@ pub fn attention(
             *a *= inv;
         }
     };
-    // Rows go to the matmul kernels' pool (its workers are already spinning
+    // The `group` query heads of one KV head at one position see the same
+    // keys: one pass through them for all (`kernels::attend_rows`, each
+    // row's floats unchanged), else row by row.
+    let one_unit = |u: usize, o: &mut [f32]| {
+        let r0 = u * group;
+        let t = (r0 / n_head) % s;
+        let bi = r0 / (n_head * s);
+        let kh = (r0 % n_head) / group;
+        let p = pos + t;
+        let off = bi * row + kh * d;
+        let qs = &qh[r0 * d..(r0 + group) * d];
+        if !kernels::attend_rows(qs, d, &kc[off..], &vc[off..], b * row, window_start(p, window)..p + 1, scale, o) {
+            for (i, o) in o.chunks_mut(d).enumerate() {
+                one_row(r0 + i, o);
+            }
+        }
+    };
+    // Units go to the matmul kernels' pool (its workers are already spinning
     // between the matmuls of this layer; rayon's would wake up and compete
     // with them for the cores); small jobs stay on the calling thread.
     let rows = b * s * n_head;
+    let units = rows / group;
     let work = rows * (pos + s);
     let pool = kernels::pool::global();
-    if rows < 2 || work < 4096 || pool.threads() < 2 {
-        for (r, o) in out.chunks_mut(d).enumerate() {
-            one_row(r, o);
+    if units < 2 || work < 4096 || pool.threads() < 2 {
+        for (u, o) in out.chunks_mut(d * group).enumerate() {
+            one_unit(u, o);
         }
     } else {
         #[derive(Clone, Copy)]
@@ -482,15 +500,15 @@ pub fn attention(
         unsafe impl Send for OutPtr {}
         unsafe impl Sync for OutPtr {}
         let ptr = OutPtr(out.as_mut_ptr());
-        let per = rows.div_ceil(pool.threads() * 4).max(1);
-        let tasks = rows.div_ceil(per);
+        let per = units.div_ceil(pool.threads() * 4).max(1);
+        let tasks = units.div_ceil(per);
         pool.run(tasks, &|ti: usize| {
             let p = ptr;
-            for r in ti * per..((ti + 1) * per).min(rows) {
-                // SAFETY: each row index belongs to exactly one task, so the
+            for u in ti * per..((ti + 1) * per).min(units) {
+                // SAFETY: each unit belongs to exactly one task, so the
                 // slices written are disjoint and inside `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * d), d) };
-                one_row(r, o);
+                let o = unsafe { std::slice::from_raw_parts_mut(p.0.add(u * group * d), group * d) };
+                one_unit(u, o);
             }
         });
     }

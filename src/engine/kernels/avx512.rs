@@ -211,19 +211,22 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     }
 }
 
-/// `avx2::attend_row` with 16-lane registers and the output row kept in
-/// registers across all keys (`N` = d/16 of them): the same floats lane by
-/// lane (the Q·K dot is ggml's 4 × 16-lane accumulators and the same
-/// reduction tree; the V update rounds every lane to f16 after each key, as
-/// the AVX2 version does in memory), without the per-key loads and stores of
-/// the output row. `d` = `16·N` must be a multiple of 64 (no f64 leftovers).
+/// `avx2::attend_row` for `R` query rows that see the same keys (the heads
+/// of one KV group at one position), with 16-lane registers and the output
+/// rows kept in registers across all keys (`N` = d/16 per row): each row gets
+/// the same floats lane by lane as `avx2::attend_row` (the Q·K dot is ggml's
+/// 4 × 16-lane accumulators and the same reduction tree; the V update rounds
+/// every lane to f16 after each key, as the AVX2 version does in memory).
+/// The `R` rows are independent dependency chains through the same K/V
+/// loads: the f16 round trip after every key no longer serialises the loop.
+/// `d` = `16·N` must be a multiple of 64 (no f64 leftovers).
 ///
 /// # Safety
-/// CPU has the features of [`available`]; `q.len() == o.len() == 16·N`; key
-/// and value `j` for every `j` in `keys` start at `kb/vb + j·stride` and hold
-/// `16·N` floats.
+/// CPU has the features of [`available`]; `q.len() == o.len() == R·16·N`
+/// (row `i` at `i·16·N`); key and value `j` for every `j` in `keys` start at
+/// `kb/vb + j·stride` and hold `16·N` floats.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn attend_row<const N: usize>(
+pub unsafe fn attend_rows<const N: usize, const R: usize>(
     q: &[f32],
     kb: *const f32,
     vb: *const f32,
@@ -236,42 +239,55 @@ pub unsafe fn attend_row<const N: usize>(
     unsafe fn r16(x: __m512) -> __m512 {
         _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
     }
-    debug_assert!(N % 4 == 0 && q.len() == 16 * N && o.len() == 16 * N);
-    let qv: [__m512; N] = std::array::from_fn(|i| _mm512_loadu_ps(q.as_ptr().add(16 * i)));
-    let mut ov = [_mm512_setzero_ps(); N];
-    let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+    let d = 16 * N;
+    debug_assert!(N % 4 == 0 && q.len() == R * d && o.len() == R * d);
+    let mut ov = [[_mm512_setzero_ps(); N]; R];
+    let (mut m, mut sum) = ([f32::NEG_INFINITY; R], [0f32; R]);
     for j in keys {
         let kr = kb.add(j * stride);
-        let mut acc = [_mm512_setzero_ps(); 4];
-        for i in 0..N {
-            acc[i % 4] = _mm512_fmadd_ps(_mm512_loadu_ps(kr.add(16 * i)), qv[i], acc[i % 4]);
-        }
-        let s16 = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-        let t3 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(s16), _mm512_castps512_ps256(s16));
-        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
-        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
-        let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
-        let s = _mm_cvtss_f32(t) * scale;
         let vr = vb.add(j * stride);
-        let (ms, vs) = if s > m {
-            let ms = (m - s).exp();
-            m = s;
-            let msv = _mm512_set1_ps(ms);
-            for x in ov.iter_mut() {
-                *x = r16(_mm512_mul_ps(*x, msv));
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        for i in 0..N {
+            let kv = _mm512_loadu_ps(kr.add(16 * i));
+            for r in 0..R {
+                acc[r][i % 4] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q.as_ptr().add(r * d + 16 * i)), acc[r][i % 4]);
             }
-            (ms, 1.0)
-        } else {
-            (1.0, (s - m).exp())
-        };
-        let vsv = _mm512_set1_ps(vs);
-        for (i, x) in ov.iter_mut().enumerate() {
-            *x = r16(_mm512_fmadd_ps(_mm512_loadu_ps(vr.add(16 * i)), vsv, *x));
         }
-        sum = sum.mul_add(ms, vs);
+        let mut vs = [0f32; R];
+        for r in 0..R {
+            let a = &acc[r];
+            let s16 = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+            let t3 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(s16), _mm512_castps512_ps256(s16));
+            let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+            let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
+            let s = _mm_cvtss_f32(t) * scale;
+            let ms;
+            if s > m[r] {
+                ms = (m[r] - s).exp();
+                m[r] = s;
+                let msv = _mm512_set1_ps(ms);
+                for x in ov[r].iter_mut() {
+                    *x = r16(_mm512_mul_ps(*x, msv));
+                }
+                vs[r] = 1.0;
+            } else {
+                ms = 1.0;
+                vs[r] = (s - m[r]).exp();
+            }
+            sum[r] = sum[r].mul_add(ms, vs[r]);
+        }
+        for i in 0..N {
+            let vv = _mm512_loadu_ps(vr.add(16 * i));
+            for r in 0..R {
+                ov[r][i] = r16(_mm512_fmadd_ps(vv, _mm512_set1_ps(vs[r]), ov[r][i]));
+            }
+        }
     }
-    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
-    for (i, x) in ov.iter().enumerate() {
-        _mm512_storeu_ps(o.as_mut_ptr().add(16 * i), _mm512_mul_ps(*x, inv));
+    for r in 0..R {
+        let inv = _mm512_set1_ps(if sum[r] == 0.0 { 0.0 } else { 1.0 / sum[r] });
+        for (i, x) in ov[r].iter().enumerate() {
+            _mm512_storeu_ps(o.as_mut_ptr().add(r * d + 16 * i), _mm512_mul_ps(*x, inv));
+        }
     }
 }

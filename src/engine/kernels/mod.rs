@@ -156,35 +156,57 @@ pub fn par_chunks2(g: &mut [f32], u: &[f32], f: &(dyn Fn(&mut [f32], &[f32]) + S
 }
 
 /// One query row of attention in llama.cpp's flash-attention arithmetic (see
-/// `avx2::attend_row`; `avx512::attend_row`, the same floats, for head sizes
-/// 64/128/256 on AVX-512 CPUs). Key/value `j` start at `k[j·stride..]`/`v[j·stride..]`.
+/// `avx2::attend_row`). Key/value `j` start at `k[j·stride..]`/`v[j·stride..]`.
 /// Returns false (and leaves `o` alone) when there is no exact kernel for this
 /// CPU or shape, so the caller falls back to its portable loop.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_row(q: &[f32], k: &[f32], v: &[f32], stride: usize, keys: std::ops::Range<usize>, scale: f32, o: &mut [f32]) -> bool {
-    let d = q.len();
-    if d % 8 != 0 || o.len() != d || keys.is_empty() {
+    attend_rows(q, q.len(), k, v, stride, keys, scale, o)
+}
+
+/// [`attend_row`] for several query rows of width `d` (`q`, `o`: rows back
+/// to back) that see the same keys — the heads of one KV group. On AVX-512
+/// CPUs, head sizes 64/128/256 run `avx512::attend_rows` (up to 4/2/1 rows
+/// per pass through the keys); each row's floats are those of `attend_row`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_rows(q: &[f32], d: usize, k: &[f32], v: &[f32], stride: usize, keys: std::ops::Range<usize>, scale: f32, o: &mut [f32]) -> bool {
+    if d == 0 || d % 8 != 0 || q.len() % d != 0 || o.len() != q.len() || keys.is_empty() {
         return false;
     }
     let end = (keys.end - 1) * stride + d;
     if k.len() < end || v.len() < end {
         return false;
     }
+    let rows = q.len() / d;
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
+        // SAFETY: features checked by `isa()`; every K/V row is in bounds
+        // (checked above); each call gets `r` whole rows of `q` and `o`.
         Isa::Avx512 if d == 64 || d == 128 || d == 256 => unsafe {
-            match d {
-                64 => avx512::attend_row::<4>(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o),
-                128 => avx512::attend_row::<8>(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o),
-                _ => avx512::attend_row::<16>(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o),
+            let (kp, vp) = (k.as_ptr(), v.as_ptr());
+            let mut i = 0;
+            while i < rows {
+                let r = (rows - i).min(256 / d);
+                let (qs, os) = (&q[i * d..(i + r) * d], &mut o[i * d..(i + r) * d]);
+                match (d, r) {
+                    (64, 1) => avx512::attend_rows::<4, 1>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    (64, 2) => avx512::attend_rows::<4, 2>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    (64, 3) => avx512::attend_rows::<4, 3>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    (64, _) => avx512::attend_rows::<4, 4>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    (128, 1) => avx512::attend_rows::<8, 1>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    (128, _) => avx512::attend_rows::<8, 2>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    _ => avx512::attend_rows::<16, 1>(qs, kp, vp, stride, keys.clone(), scale, os),
+                }
+                i += r;
             }
             true
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
         Isa::Avx2 | Isa::Avx512 => unsafe {
-            avx2::attend_row(q, k.as_ptr(), v.as_ptr(), stride, keys, scale, o);
+            for (qr, or) in q.chunks(d).zip(o.chunks_mut(d)) {
+                avx2::attend_row(qr, k.as_ptr(), v.as_ptr(), stride, keys.clone(), scale, or);
+            }
             true
         },
         _ => false,
