@@ -3,6 +3,8 @@
 //! (decoding) and a 128-token prompt.
 //!
 //! `cargo bench --bench qlinear [-- FILTER]`; threads from `BRANDVOICE_THREADS`.
+//! `-- --sweep MODEL...`: every matmul of one forward at m = 1, 4 and 128
+//! (`BRANDVOICE_KQUANT=fast` for the old K-quant path, `BENCH_CPU_TIME=1`).
 //! Models are read from `BRANDVOICE_MODELS` (default `~/.cache/brandvoice/models`).
 
 use brandvoice::engine::kernels;
@@ -74,7 +76,7 @@ fn sweep(model: &str, backend: Backend) -> anyhow::Result<()> {
     let layer = |n: &str| n.split('.').nth(1).and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
     names.sort_by_key(|n| (layer(n), n.to_string()));
     let head = if content.tensor_infos.contains_key("output.weight") { "output.weight" } else { "token_embd.weight" };
-    let opts = QLinearOptions { backend, ..Default::default() };
+    let opts = QLinearOptions { backend, ..QLinearOptions::from_env() };
     let load = |file: &mut std::fs::File, n: &str| -> anyhow::Result<QLinear> {
         Ok(QLinear::from_qtensor_with(content.tensor(file, n, &Device::Cpu)?, &opts)?)
     };
@@ -102,16 +104,19 @@ fn sweep(model: &str, backend: Backend) -> anyhow::Result<()> {
     let reps = if backend == Backend::Candle { 2 } else { 8 };
     let mut gen = f64::INFINITY;
     let mut pp = f64::INFINITY;
+    let mut m4 = f64::INFINITY;
     for _ in 0..reps {
         gen = gen.min(run(1)?);
+        m4 = m4.min(run(4)?);
     }
     for _ in 0..reps.min(3) {
         pp = pp.min(run(128)?);
     }
     println!(
-        "{model:<14} {backend:?}: load {load_s:.2}s; matmuls per generated token {:.2} ms (bound {:.0} tok/s); per 128-token prompt {:.1} ms (bound {:.0} tok/s)",
+        "{model:<14} {backend:?}: load {load_s:.2}s; matmuls per generated token {:.2} ms (bound {:.0} tok/s); per 4-token forward {:.2} ms; per 128-token prompt {:.1} ms (bound {:.0} tok/s)",
         gen * 1e3,
         1.0 / gen,
+        m4 * 1e3,
         pp * 1e3,
         128.0 / pp
     );

@@ -150,9 +150,12 @@ pub unsafe fn run_groups(kind: KKind, w: &KRows, a: &Q8K, g0: usize, g1: usize, 
                     call!(q4k [4, true] (w, g, a, t, out, ldo));
                     t += 4;
                 }
-                while t < m {
-                    call!(q4k [1, false] (w, g, a, t, out, ldo));
-                    t += 1;
+                // The gemv tokens (at most 3) share one pass over the weights.
+                match m - t {
+                    0 => {}
+                    1 => call!(q4k [1, false] (w, g, a, t, out, ldo)),
+                    2 => call!(q4k [2, false] (w, g, a, t, out, ldo)),
+                    _ => call!(q4k [3, false] (w, g, a, t, out, ldo)),
                 }
             }
             KKind::Q6K if m >= super::kquant_exact::Q6K_TILED_MIN_TOKENS => {
@@ -168,8 +171,17 @@ pub unsafe fn run_groups(kind: KKind, w: &KRows, a: &Q8K, g0: usize, g1: usize, 
                 }
             }
             KKind::Q6K => {
-                for t in 0..m {
-                    call!(q6k_vecdot [] (w, g, a, t, out, ldo));
+                // Up to 7 tokens (speculative verification, batched
+                // candidates): two per pass over the weights.
+                let mut t = 0;
+                while t < m {
+                    if m - t >= 2 {
+                        call!(q6k_vecdot [2] (w, g, a, t, out, ldo));
+                        t += 2;
+                    } else {
+                        call!(q6k_vecdot [1] (w, g, a, t, out, ldo));
+                        t += 1;
+                    }
                 }
             }
         }
@@ -319,39 +331,48 @@ mod x512 {
         }
     }
 
-    /// Q6_K in `ggml_vec_dot_q6_K_q8_K`'s order (calls of < 8 tokens), token `t`.
+    /// Q6_K in `ggml_vec_dot_q6_K_q8_K`'s order (calls of < 8 tokens),
+    /// tokens `t0..t0+T` (each token's floats as if alone).
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn q6k_vecdot(w: &KRows, g: usize, a: &Q8K, t: usize, out: *mut f32, ldo: usize) {
+    pub unsafe fn q6k_vecdot<const T: usize>(w: &KRows, g: usize, a: &Q8K, t0: usize, out: *mut f32, ldo: usize) {
         let nb = w.nb;
         let zero = _mm512_setzero_si512();
-        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
         for b in 0..nb {
             let gb = g * nb + b;
             let qs = w.qs.as_ptr().add(gb * Q6K_QS);
             let sc = w.sc.as_ptr().add(gb * 16 * GROUP);
-            let bi = t * a.nb + b;
-            let d = _mm512_mul_ps(_mm512_set1_ps(a.d[bi]), _mm512_loadu_ps(w.d.as_ptr().add(gb * GROUP)));
-            let mut lane = [zero; 8];
+            let mut lane = [[zero; 8]; T];
             for q in 0..8 {
                 let scps = [i16_pair(sc.add(2 * q * GROUP), sc.add(2 * q * GROUP)), i16_pair(sc.add((2 * q + 1) * GROUP), sc.add((2 * q + 1) * GROUP))];
                 for l in 0..8 {
                     // Chunk 8q + l feeds vec_dot lane l (bytes 4l..4l+4 of a 32-value vector).
                     let (c, scp) = (8 * q + l, scps[l / 4]);
                     let wv = _mm512_loadu_si512(qs.add(c * 64) as *const __m512i);
-                    let p = _mm512_maddubs_epi16(wv, _mm512_set1_epi32(y4(a, t, b * QK_K + 4 * c)));
-                    lane[l] = _mm512_dpwssd_epi32(lane[l], p, scp);
+                    for t in 0..T {
+                        let p = _mm512_maddubs_epi16(wv, _mm512_set1_epi32(y4(a, t0 + t, b * QK_K + 4 * c)));
+                        lane[t][l] = _mm512_dpwssd_epi32(lane[t][l], p, scp);
+                    }
                 }
             }
-            let bs = &a.bsums[bi * 16..][..16];
-            for l in 0..8 {
-                let li = _mm512_sub_epi32(lane[l], _mm512_slli_epi32::<5>(q6k_corr(sc, bs, l)));
-                acc[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(li), acc[l]);
+            let dw = _mm512_loadu_ps(w.d.as_ptr().add(gb * GROUP));
+            for t in 0..T {
+                let bi = (t0 + t) * a.nb + b;
+                let d = _mm512_mul_ps(_mm512_set1_ps(a.d[bi]), dw);
+                let bs = &a.bsums[bi * 16..][..16];
+                for l in 0..8 {
+                    let li = _mm512_sub_epi32(lane[t][l], _mm512_slli_epi32::<5>(q6k_corr(sc, bs, l)));
+                    acc[t][l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(li), acc[t][l]);
+                }
             }
         }
         // hsum_float_8 of each row's eight lanes.
-        let r: [__m512; 4] = std::array::from_fn(|i| _mm512_add_ps(acc[i + 4], acc[i]));
-        let v = _mm512_add_ps(_mm512_add_ps(r[0], r[2]), _mm512_add_ps(r[1], r[3]));
-        _mm512_storeu_ps(out.add(t * ldo + g * GROUP), v);
+        for t in 0..T {
+            let acc = &acc[t];
+            let r: [__m512; 4] = std::array::from_fn(|i| _mm512_add_ps(acc[i + 4], acc[i]));
+            let v = _mm512_add_ps(_mm512_add_ps(r[0], r[2]), _mm512_add_ps(r[1], r[3]));
+            _mm512_storeu_ps(out.add((t0 + t) * ldo + g * GROUP), v);
+        }
     }
 }
 
@@ -489,9 +510,16 @@ mod x256 {
         }
     }
 
-    /// As `x512::q6k_vecdot` for rows `8h..8h+8`.
+    /// As `x512::q6k_vecdot` for rows `8h..8h+8` (one token per pass).
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q6k_vecdot(w: &KRows, g: usize, a: &Q8K, t: usize, out: *mut f32, ldo: usize, h: usize) {
+    pub unsafe fn q6k_vecdot<const T: usize>(w: &KRows, g: usize, a: &Q8K, t0: usize, out: *mut f32, ldo: usize, h: usize) {
+        for t in t0..t0 + T {
+            q6k_vecdot1(w, g, a, t, out, ldo, h);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q6k_vecdot1(w: &KRows, g: usize, a: &Q8K, t: usize, out: *mut f32, ldo: usize, h: usize) {
         let nb = w.nb;
         let zero = _mm256_setzero_si256();
         let mut acc = [_mm256_setzero_ps(); 8];
