@@ -33,6 +33,7 @@ pub mod request;
 pub use request::{validate, validate_rewrite, Customer, DraftRequest, Limits, Mode, RewriteRequest, Turn, ValidDraftRequest};
 
 use crate::engine::generate::{chat_prompt, GenerateOptions, Generator};
+use crate::engine::lookup::LookupParams;
 use crate::engine::prefix_cache::common_prefix;
 use crate::engine::model::Model;
 use crate::engine::prefix_cache::PrefixCache;
@@ -158,6 +159,16 @@ pub struct DraftTimings {
     /// instead of regenerating.
     #[serde(default)]
     pub salvaged: usize,
+    /// Forward passes while decoding, all rounds (a batch step counts once;
+    /// with speculative decoding one pass can yield several tokens).
+    #[serde(default)]
+    pub decode_forwards: usize,
+    /// Speculative decoding, all rounds: tokens drafted by prompt lookup and
+    /// how many of them the model's own sampling confirmed.
+    #[serde(default)]
+    pub drafted_tokens: usize,
+    #[serde(default)]
+    pub accepted_tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -603,6 +614,7 @@ impl Drafter {
                 stop: vec!["\nCustomer:".into(), "\nUser:".into(), "\n\n\n".into()],
                 n: missing,
                 ignore_eog: false,
+                speculate: speculate_params(),
             };
             let offset = req.n * round;
             let mut cancelled = false;
@@ -626,6 +638,9 @@ impl Drafter {
             timings.prefill_ms += t.prefill_ms;
             timings.generate_ms += t.generate_ms;
             timings.generated_tokens += t.generated_tokens;
+            timings.decode_forwards += t.decode_forwards;
+            timings.drafted_tokens += t.drafted_tokens;
+            timings.accepted_tokens += t.accepted_tokens;
             timings.rounds = round + 1;
             let check_start = Instant::now();
             for c in &out.candidates {
@@ -713,6 +728,17 @@ impl Drafter {
         let checked = check_candidate(&self.book, lint_req, &tone, ack, source, guard, &filled);
         Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None }
     }
+}
+
+/// Most tokens a prompt-lookup draft proposes per decoding step (speculative
+/// decoding: the same drafts, fewer forward passes); `BRANDVOICE_SPECULATE=K`
+/// overrides it, 0 turns it off.
+pub const DEFAULT_SPECULATE: usize = 6;
+
+fn speculate_params() -> LookupParams {
+    static K: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let k = *K.get_or_init(|| std::env::var("BRANDVOICE_SPECULATE").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_SPECULATE));
+    LookupParams::with_draft(k)
 }
 
 /// Temperature of the regeneration rounds when the request asked for less
