@@ -531,22 +531,35 @@ impl Drafter {
         if let Some(limit) = profile.and_then(|p| p.length.as_ref()) {
             use crate::style::length::LengthUnit as U;
             let cjk = language == "ja";
+            let sign_offs: Vec<&String> = brand.and_then(|b| b.guide.sign_offs.get(&req.channel)).and_then(|m| m.get(language)).map(|l| l.iter().collect()).unwrap_or_default();
+            // The brand's required phrases for this channel: repair adds them
+            // when the model did not write them.
+            let required: Vec<&String> = brand
+                .map(|b| b.guide.required_phrases.iter().filter(|r| r.channels.is_empty() || r.channels.contains(&req.channel)).filter_map(|r| r.text.get(language)).collect())
+                .unwrap_or_default();
+            let sms = limit.unit == U::SmsSegments;
+            // An SMS is GSM-7 (153 characters a segment) only when everything
+            // in it is: one en dash in the sign-off makes the whole message
+            // UCS-2, 67 a segment.
+            let gsm7 = language == "en"
+                && sign_offs.iter().chain(&required).all(|s| crate::style::text::sms_info(s).gsm7)
+                && req.facts.iter().all(|f| crate::style::text::sms_info(&f.text).gsm7 && f.url.as_deref().is_none_or(|u| crate::style::text::sms_info(u).gsm7));
             let chars = match limit.unit {
                 U::Twitter => Some(limit.max as usize),
                 U::Graphemes => Some(limit.max as usize * if cjk { 2 } else { 1 }),
                 U::Words => Some(limit.max as usize * if cjk { 4 } else { 6 }),
-                U::SmsSegments => Some(limit.max as usize * if language == "en" { 153 } else { 67 * if cjk { 2 } else { 1 } }),
+                U::SmsSegments => Some(limit.max as usize * if gsm7 { 153 } else { 67 * if cjk { 2 } else { 1 } }),
                 _ => None,
             };
             if let Some(chars) = chars {
-                // Room for what repair appends: the sign-off and facts the model left out.
-                let sign_off = brand
-                    .and_then(|b| b.guide.sign_offs.get(&req.channel))
-                    .and_then(|m| m.get(language))
-                    .map(|l| l.iter().map(|s| s.chars().count()).max().unwrap_or(0) + 2)
-                    .unwrap_or(0);
-                let facts: usize = req.facts.iter().map(|f| f.text.chars().count() + f.url.as_ref().map_or(0, |u| u.len().min(23) + 1) + 1).sum();
-                let hard = chars.saturating_sub(sign_off + facts / 2).max(chars / 3);
+                // Room for what repair appends: the sign-off and facts the
+                // model left out (half of them: it usually writes some
+                // itself), and on SMS, where room is tight, all the facts and
+                // the required phrases.
+                let sign_off = sign_offs.iter().map(|s| s.chars().count()).max().map_or(0, |n| n + 2);
+                let facts: usize = req.facts.iter().map(|f| f.text.chars().count() + f.url.as_ref().map_or(0, |u| u.len().min(23) + 1) + if sms { 2 } else { 1 }).sum();
+                let reserved = if sms { sign_off + facts + required.iter().map(|r| r.chars().count() + 1).sum::<usize>() } else { sign_off + facts / 2 };
+                let hard = chars.saturating_sub(reserved).max(chars / if sms { 6 } else { 3 });
                 policy.hard_chars = Some(hard);
                 policy.soft_chars = Some(hard * 6 / 10);
             }
@@ -730,15 +743,27 @@ impl Drafter {
     }
 }
 
-/// Most tokens a prompt-lookup draft proposes per decoding step (speculative
-/// decoding: the same drafts, fewer forward passes); `BRANDVOICE_SPECULATE=K`
-/// overrides it, 0 turns it off.
-pub const DEFAULT_SPECULATE: usize = 6;
+/// Speculative decoding of drafts (the same drafts, fewer forward passes):
+/// at most this many prompt-lookup tokens per step, after a match of at least
+/// `min_ngram` tokens. `BRANDVOICE_SPECULATE=K[,MIN_NGRAM[,MAX_NGRAM]]`
+/// overrides it; `0` turns it off.
+pub const DEFAULT_SPECULATE: LookupParams = LookupParams { max_draft: 6, min_ngram: 2, max_ngram: 4 };
 
 fn speculate_params() -> LookupParams {
-    static K: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let k = *K.get_or_init(|| std::env::var("BRANDVOICE_SPECULATE").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_SPECULATE));
-    LookupParams::with_draft(k)
+    static P: std::sync::OnceLock<LookupParams> = std::sync::OnceLock::new();
+    *P.get_or_init(|| {
+        let Ok(v) = std::env::var("BRANDVOICE_SPECULATE") else { return DEFAULT_SPECULATE };
+        let n: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        let mut p = DEFAULT_SPECULATE;
+        if let Some(&k) = n.first() {
+            p.max_draft = k;
+        }
+        if let Some(&m) = n.get(1) {
+            p.min_ngram = m.max(1);
+        }
+        p.max_ngram = n.get(2).copied().unwrap_or(p.max_ngram).max(p.min_ngram);
+        p
+    })
 }
 
 /// Temperature of the regeneration rounds when the request asked for less

@@ -606,6 +606,11 @@ fn decode_single(
     stats: &mut DecodeStats,
 ) -> Result<bool> {
     let context_length = model.info().context_length;
+    // Draft length adapts to how much of the last draft was kept: one more
+    // than that (a draft wholly kept: two more), so a run of text copied from
+    // the prompt gets long drafts and free text costs at most one extra
+    // position per pass.
+    let mut want = spec.max_draft;
     while cand.finish.is_none() {
         if pos >= context_length {
             cand.finish(FinishReason::Length, on_chunk);
@@ -616,7 +621,7 @@ fn decode_single(
         // candidate may still produce beyond the first of this step.
         let left = ctx.max_tokens.saturating_sub(cand.generated.len()).saturating_sub(1);
         let mut draft = if spec.max_draft > 0 { lookup::propose(prompt, &cand.generated, spec) } else { Vec::new() };
-        draft.truncate(left.min(context_length - pos - 1));
+        draft.truncate(want.min(left).min(context_length - pos - 1));
         let rows = if draft.is_empty() {
             vec![model.forward(&[tok], pos)?.flatten_all()?.to_vec1::<f32>()?]
         } else {
@@ -648,6 +653,10 @@ fn decode_single(
                 break;
             }
             kept += 1;
+        }
+        if !draft.is_empty() {
+            let kept_drafts = kept - 1;
+            want = if kept_drafts == draft.len() { (want + 2).min(spec.max_draft) } else { kept_drafts + 1 };
         }
         if base + kept < pos {
             model.truncate(base + kept)?;
@@ -732,6 +741,9 @@ impl CandidateRun {
             go_on &= self.finish(FinishReason::Stop, on_chunk);
         } else if self.generated.len() >= ctx.max_tokens {
             go_on &= self.finish(FinishReason::Length, on_chunk);
+        } else if !ctx.eog.is_empty() && self.mask.as_mut().is_some_and(|m| m.forces_end(&self.generated)) {
+            // The next token could only be end-of-generation: skip its pass.
+            go_on &= self.finish(FinishReason::Eog, on_chunk);
         }
         Ok(go_on)
     }
