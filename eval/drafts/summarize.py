@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarize a `brandvoice draft --suite … --out FILE.jsonl` result file (also a
 partial one, from an interrupted run) with the same figures the CLI prints."""
-import json, sys, collections
+import json, sys, collections, statistics
 
 def pct(v, p):
     v = sorted(v)
@@ -44,3 +44,18 @@ for path in sys.argv[1:]:
         print(f"  latency n={k}: p50 {pct(v,.5):.0f} ms, p90 {pct(v,.9):.0f} ms ({len(v)} runs)")
     print(f"  latency n=1 twitter p50 {pct(tw,.5):.0f} ms ({len(tw)} runs)")
     print(f"  cache: {100*hits/max(len(rows),1):.0f}% of runs hit, {100*ct/max(pt,1):.0f}% of prompt tokens reused; mean rounds {rounds/max(len(rows),1):.2f}")
+    # Where the time goes (n = 1): per-stage medians, all channels and twitter,
+    # and the decode work (forward passes, speculative drafts accepted).
+    for label, sel in (("all", lambda r: True), ("twitter", lambda r: r["channel"] == "twitter")):
+        ts = [r["response"]["timings"] for r in rows if r["n"] == 1 and sel(r)]
+        if not ts:
+            continue
+        med = lambda k: statistics.median(t.get(k, 0) for t in ts)
+        mean = lambda k: sum(t.get(k, 0) for t in ts) / len(ts)
+        print(f"  stages n=1 {label} (median ms): understand {med('understand_ms'):.0f}, plan {med('plan_ms'):.0f}, "
+              f"prefill {med('prefill_ms'):.0f}, first token {med('first_token_ms'):.0f}, generate {med('generate_ms'):.0f}, "
+              f"check {med('check_ms'):.0f}, total {med('total_ms'):.0f}")
+        dr, ac = sum(t.get("drafted_tokens", 0) for t in ts), sum(t.get("accepted_tokens", 0) for t in ts)
+        print(f"  decode n=1 {label} (mean per run): generated {mean('generated_tokens'):.1f} tokens, forward passes {mean('decode_forwards'):.1f}, "
+              f"drafted {mean('drafted_tokens'):.1f}, accepted {mean('accepted_tokens'):.1f} ({100*ac/max(dr,1):.0f}%), rounds {mean('rounds'):.2f}, "
+              f"prefill tokens {mean('prefill_tokens'):.1f}")

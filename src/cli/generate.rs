@@ -168,6 +168,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
         stop: a.stop.clone(),
         n: a.n,
         ignore_eog: false,
+        speculate: Default::default(),
     };
     // Check the flags before spending seconds on loading.
     opts.validate(usize::MAX).map_err(|e| anyhow::anyhow!("{e}"))?;

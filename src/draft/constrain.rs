@@ -206,8 +206,9 @@ impl DraftMask {
     }
 }
 
-impl LogitMask for DraftMask {
-    fn apply(&mut self, generated: &[u32], logits: &mut [f32]) {
+impl DraftMask {
+    /// Counts what was generated since the last call (length, open character).
+    fn advance(&mut self, generated: &[u32]) {
         for &t in &generated[self.seen.min(generated.len())..] {
             self.chars += self.sets.weight.get(t as usize).copied().unwrap_or(1) as usize;
             if self.policy.valid_utf8 {
@@ -219,20 +220,38 @@ impl LogitMask for DraftMask {
             }
         }
         self.seen = generated.len();
+    }
+
+    /// The length budget is spent: only end-of-generation may follow.
+    fn budget_spent(&self, generated: &[u32]) -> bool {
+        if self.policy.valid_utf8 && !self.open.is_empty() {
+            return false;
+        }
+        if self.policy.hard_chars.is_some_and(|hard| self.chars >= hard) {
+            return true;
+        }
+        match (self.policy.soft_chars, generated.last()) {
+            (Some(soft), Some(&last)) => self.chars >= soft && self.sets.sentence_end.get(last as usize).copied().unwrap_or(false),
+            _ => false,
+        }
+    }
+}
+
+impl LogitMask for DraftMask {
+    fn forces_end(&mut self, generated: &[u32]) -> bool {
+        self.advance(generated);
+        !self.sets.eog.is_empty() && self.budget_spent(generated)
+    }
+
+    fn apply(&mut self, generated: &[u32], logits: &mut [f32]) {
+        self.advance(generated);
         if self.policy.valid_utf8 && !self.open.is_empty() {
             // Mid-character: finish it before anything else (the length
             // budget and end-of-generation wait one or two tokens).
             return self.continue_open_char(logits);
         }
-        if let Some(hard) = self.policy.hard_chars {
-            if self.chars >= hard {
-                return self.force_eog(logits);
-            }
-        }
-        if let (Some(soft), Some(&last)) = (self.policy.soft_chars, generated.last()) {
-            if self.chars >= soft && self.sets.sentence_end.get(last as usize).copied().unwrap_or(false) {
-                return self.force_eog(logits);
-            }
+        if self.budget_spent(generated) {
+            return self.force_eog(logits);
         }
         for &id in self.banned.iter() {
             if let Some(l) = logits.get_mut(id as usize) {
@@ -373,5 +392,26 @@ mod tests {
         let mut l = vec![1.0; 7];
         f.apply(&[0], &mut l);
         assert!(l[0].is_finite());
+    }
+
+    #[test]
+    fn forces_end_exactly_when_apply_would_allow_only_eog() {
+        let policy = MaskPolicy { soft_chars: Some(8), hard_chars: Some(20), min_tokens: 1, ..Default::default() };
+        let cases: [&[u32]; 5] = [&[], &[0], &[0, 1], &[0, 6, 6, 6], &[0, 6, 6, 6, 6, 6, 6, 6]];
+        for generated in cases {
+            // Step by step, as the generator calls it: forces_end after each token.
+            let mut m = DraftMask::new(sets(), policy);
+            let mut forced = false;
+            for k in 1..=generated.len() {
+                forced = m.forces_end(&generated[..k]);
+            }
+            let mut l = vec![1.0; 7];
+            DraftMask::new(sets(), policy).apply(generated, &mut l);
+            let only_eog = l.iter().enumerate().all(|(i, x)| i == 5 || *x == f32::NEG_INFINITY);
+            assert_eq!(forced, only_eog, "{generated:?}");
+        }
+        // No EOG in the vocabulary: never forced (nothing could end it).
+        let mut m = DraftMask::new(Arc::new(VocabSets { eog: vec![], ..(*sets()).clone() }), policy);
+        assert!(!m.forces_end(&[0, 1]));
     }
 }

@@ -33,6 +33,7 @@ pub mod request;
 pub use request::{validate, validate_rewrite, Customer, DraftRequest, Limits, Mode, RewriteRequest, Turn, ValidDraftRequest};
 
 use crate::engine::generate::{chat_prompt, GenerateOptions, Generator};
+use crate::engine::lookup::LookupParams;
 use crate::engine::prefix_cache::common_prefix;
 use crate::engine::model::Model;
 use crate::engine::prefix_cache::PrefixCache;
@@ -158,6 +159,16 @@ pub struct DraftTimings {
     /// instead of regenerating.
     #[serde(default)]
     pub salvaged: usize,
+    /// Forward passes while decoding, all rounds (a batch step counts once;
+    /// with speculative decoding one pass can yield several tokens).
+    #[serde(default)]
+    pub decode_forwards: usize,
+    /// Speculative decoding, all rounds: tokens drafted by prompt lookup and
+    /// how many of them the model's own sampling confirmed.
+    #[serde(default)]
+    pub drafted_tokens: usize,
+    #[serde(default)]
+    pub accepted_tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -520,22 +531,35 @@ impl Drafter {
         if let Some(limit) = profile.and_then(|p| p.length.as_ref()) {
             use crate::style::length::LengthUnit as U;
             let cjk = language == "ja";
+            let sign_offs: Vec<&String> = brand.and_then(|b| b.guide.sign_offs.get(&req.channel)).and_then(|m| m.get(language)).map(|l| l.iter().collect()).unwrap_or_default();
+            // The brand's required phrases for this channel: repair adds them
+            // when the model did not write them.
+            let required: Vec<&String> = brand
+                .map(|b| b.guide.required_phrases.iter().filter(|r| r.channels.is_empty() || r.channels.contains(&req.channel)).filter_map(|r| r.text.get(language)).collect())
+                .unwrap_or_default();
+            let sms = limit.unit == U::SmsSegments;
+            // An SMS is GSM-7 (153 characters a segment) only when everything
+            // in it is: one en dash in the sign-off makes the whole message
+            // UCS-2, 67 a segment.
+            let gsm7 = language == "en"
+                && sign_offs.iter().chain(&required).all(|s| crate::style::text::sms_info(s).gsm7)
+                && req.facts.iter().all(|f| crate::style::text::sms_info(&f.text).gsm7 && f.url.as_deref().is_none_or(|u| crate::style::text::sms_info(u).gsm7));
             let chars = match limit.unit {
                 U::Twitter => Some(limit.max as usize),
                 U::Graphemes => Some(limit.max as usize * if cjk { 2 } else { 1 }),
                 U::Words => Some(limit.max as usize * if cjk { 4 } else { 6 }),
-                U::SmsSegments => Some(limit.max as usize * if language == "en" { 153 } else { 67 * if cjk { 2 } else { 1 } }),
+                U::SmsSegments => Some(limit.max as usize * if gsm7 { 153 } else { 67 * if cjk { 2 } else { 1 } }),
                 _ => None,
             };
             if let Some(chars) = chars {
-                // Room for what repair appends: the sign-off and facts the model left out.
-                let sign_off = brand
-                    .and_then(|b| b.guide.sign_offs.get(&req.channel))
-                    .and_then(|m| m.get(language))
-                    .map(|l| l.iter().map(|s| s.chars().count()).max().unwrap_or(0) + 2)
-                    .unwrap_or(0);
-                let facts: usize = req.facts.iter().map(|f| f.text.chars().count() + f.url.as_ref().map_or(0, |u| u.len().min(23) + 1) + 1).sum();
-                let hard = chars.saturating_sub(sign_off + facts / 2).max(chars / 3);
+                // Room for what repair appends: the sign-off and facts the
+                // model left out (half of them: it usually writes some
+                // itself), and on SMS, where room is tight, all the facts and
+                // the required phrases.
+                let sign_off = sign_offs.iter().map(|s| s.chars().count()).max().map_or(0, |n| n + 2);
+                let facts: usize = req.facts.iter().map(|f| f.text.chars().count() + f.url.as_ref().map_or(0, |u| u.len().min(23) + 1) + if sms { 2 } else { 1 }).sum();
+                let reserved = if sms { sign_off + facts + required.iter().map(|r| r.chars().count() + 1).sum::<usize>() } else { sign_off + facts / 2 };
+                let hard = chars.saturating_sub(reserved).max(chars / if sms { 6 } else { 3 });
                 policy.hard_chars = Some(hard);
                 policy.soft_chars = Some(hard * 6 / 10);
             }
@@ -603,6 +627,7 @@ impl Drafter {
                 stop: vec!["\nCustomer:".into(), "\nUser:".into(), "\n\n\n".into()],
                 n: missing,
                 ignore_eog: false,
+                speculate: speculate_params(),
             };
             let offset = req.n * round;
             let mut cancelled = false;
@@ -626,6 +651,9 @@ impl Drafter {
             timings.prefill_ms += t.prefill_ms;
             timings.generate_ms += t.generate_ms;
             timings.generated_tokens += t.generated_tokens;
+            timings.decode_forwards += t.decode_forwards;
+            timings.drafted_tokens += t.drafted_tokens;
+            timings.accepted_tokens += t.accepted_tokens;
             timings.rounds = round + 1;
             let check_start = Instant::now();
             for c in &out.candidates {
@@ -713,6 +741,29 @@ impl Drafter {
         let checked = check_candidate(&self.book, lint_req, &tone, ack, source, guard, &filled);
         Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None }
     }
+}
+
+/// Speculative decoding of drafts (the same drafts, fewer forward passes):
+/// at most this many prompt-lookup tokens per step, after a match of at least
+/// `min_ngram` tokens. `BRANDVOICE_SPECULATE=K[,MIN_NGRAM[,MAX_NGRAM]]`
+/// overrides it; `0` turns it off.
+pub const DEFAULT_SPECULATE: LookupParams = LookupParams { max_draft: 6, min_ngram: 2, max_ngram: 4 };
+
+fn speculate_params() -> LookupParams {
+    static P: std::sync::OnceLock<LookupParams> = std::sync::OnceLock::new();
+    *P.get_or_init(|| {
+        let Ok(v) = std::env::var("BRANDVOICE_SPECULATE") else { return DEFAULT_SPECULATE };
+        let n: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        let mut p = DEFAULT_SPECULATE;
+        if let Some(&k) = n.first() {
+            p.max_draft = k;
+        }
+        if let Some(&m) = n.get(1) {
+            p.min_ngram = m.max(1);
+        }
+        p.max_ngram = n.get(2).copied().unwrap_or(p.max_ngram).max(p.min_ngram);
+        p
+    })
 }
 
 /// Temperature of the regeneration rounds when the request asked for less

@@ -14,12 +14,22 @@
 //!   brand + channel + mood + exemplars) in the prefix cache, not the whole
 //!   prompt: per-request suffixes would otherwise fill the LRU and evict the
 //!   shared states that every request needs; [`Generator::warm`] fills the
-//!   cache with such a shared part before any request asks for it.
+//!   cache with such a shared part before any request asks for it;
+//! - candidates that have ended leave the decoding batch (`retain_batch`), so
+//!   the steps after the shortest candidate ends cost less;
+//! - with `GenerateOptions::speculate`, a single sequence (n = 1, or the last
+//!   candidate left of a batch) decodes speculatively: a prompt-lookup draft
+//!   (`lookup`) is verified in one `forward_all`, each position sampled exactly
+//!   as plain decoding would, drafted tokens kept while they equal what was
+//!   sampled, the KV cache truncated after the first mismatch — the same text
+//!   as plain decoding, in fewer forward passes when the reply repeats its
+//!   prompt.
 //!
 //! A `Generator` owns one working model state (batch 1) plus the prefix cache;
 //! it is meant to live in the one task that owns the model.
 
 use super::error::{EngineError, Result};
+use super::lookup::{self, LookupParams};
 use super::model::CausalLm;
 use super::prefix_cache::{common_prefix, CacheStats, PrefixCache};
 use super::sampling::{LogitMask, Sampler, SamplingParams};
@@ -50,11 +60,15 @@ pub struct GenerateOptions {
     pub n: usize,
     /// Keep going through end-of-generation tokens (benchmarks).
     pub ignore_eog: bool,
+    /// Speculative decoding with prompt-lookup drafts (`max_draft` 0: off).
+    /// The output is the same either way; only the number of forward passes
+    /// changes.
+    pub speculate: LookupParams,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), n: 1, ignore_eog: false }
+        Self { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), n: 1, ignore_eog: false, speculate: LookupParams::default() }
     }
 }
 
@@ -123,6 +137,13 @@ pub struct Timings {
     pub generated_tokens: usize,
     /// `generated_tokens / generate time`.
     pub tokens_per_s: f64,
+    /// Forward passes while decoding (after the prefill), over all candidates
+    /// (a batch step counts once).
+    pub decode_forwards: usize,
+    /// Speculative decoding: tokens drafted and verified, and how many of
+    /// them were kept.
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -452,57 +473,63 @@ impl Generator {
         }
         ttft_ms.get_or_insert(ms(start.elapsed()));
 
+        let mut stats = DecodeStats::default();
         if opts.n == 1 {
             // Decode on the working state itself; it then holds prompt +
             // output, and the next prompt truncates back to what it shares.
-            while !cancelled && cands[0].finish.is_none() {
-                if pos >= info.context_length {
-                    cands[0].finish(FinishReason::Length, on_chunk);
-                    break;
-                }
-                let tok = cands[0].last_token();
-                let logits = self.model.forward(&[tok], pos);
-                let logits = match logits {
-                    Ok(l) => l,
+            if !cancelled && cands[0].finish.is_none() {
+                let go = decode_single(self.model.as_mut(), Some(&mut self.held), &mut cands[0], prompt, pos, &opts.speculate, &ctx, on_chunk, &mut stats);
+                match go {
+                    Ok(go) => cancelled |= !go,
                     Err(e) => {
                         self.model.reset();
                         self.held.clear();
                         return Err(e);
                     }
-                };
-                self.held.push(tok);
-                pos += 1;
-                let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
-                if !cands[0].step(&mut row, &ctx, on_chunk)? {
-                    cancelled = true;
                 }
             }
         } else if cands.iter().any(|c| c.finish.is_none()) {
             // A forked copy decodes the batch; the working state keeps the prompt.
             let mut batch = self.model.box_clone();
             batch.fork_batch(opts.n)?;
-            while !cancelled && cands.iter().any(|c| c.finish.is_none()) {
+            // Candidate index of each batch row; rows of finished candidates
+            // are dropped before the next step.
+            let mut rows_of: Vec<usize> = (0..opts.n).collect();
+            while !cancelled {
+                let live: Vec<usize> = (0..rows_of.len()).filter(|&r| cands[rows_of[r]].finish.is_none()).collect();
+                if live.is_empty() {
+                    break;
+                }
+                if live.len() < rows_of.len() {
+                    batch.retain_batch(&live)?;
+                    rows_of = live.iter().map(|&r| rows_of[r]).collect();
+                }
+                if rows_of.len() == 1 {
+                    // The last one decodes alone (speculatively when asked).
+                    let c = &mut cands[rows_of[0]];
+                    cancelled |= !decode_single(batch.as_mut(), None, c, prompt, pos, &opts.speculate, &ctx, on_chunk, &mut stats)?;
+                    break;
+                }
                 if pos >= info.context_length {
-                    for c in cands.iter_mut().filter(|c| c.finish.is_none()) {
-                        c.finish(FinishReason::Length, on_chunk);
+                    for &ci in &rows_of {
+                        cands[ci].finish(FinishReason::Length, on_chunk);
                     }
                     break;
                 }
-                // Finished candidates keep feeding their last token: the batch
-                // shape stays fixed and their rows are ignored.
-                let toks: Vec<u32> = cands.iter().map(|c| c.last_token()).collect();
+                let toks: Vec<u32> = rows_of.iter().map(|&ci| cands[ci].last_token()).collect();
                 let logits = batch.forward_batch(&toks, pos)?;
+                stats.forwards += 1;
                 pos += 1;
                 let rows = logits.to_vec2::<f32>()?;
-                if rows.len() != cands.len() {
+                if rows.len() != rows_of.len() {
                     return Err(EngineError::Generation(format!(
                         "forward_batch returned {} rows for a batch of {}",
                         rows.len(),
-                        cands.len()
+                        rows_of.len()
                     )));
                 }
-                for (c, mut row) in cands.iter_mut().zip(rows) {
-                    if c.finish.is_none() && !c.step(&mut row, &ctx, on_chunk)? {
+                for (&ci, mut row) in rows_of.iter().zip(rows) {
+                    if !cands[ci].step(&mut row, &ctx, on_chunk)? {
                         cancelled = true;
                         break;
                     }
@@ -538,6 +565,9 @@ impl Generator {
             generate_ms,
             generated_tokens,
             tokens_per_s: if generate_ms > 0.0 { generated_tokens as f64 / (generate_ms / 1000.0) } else { 0.0 },
+            decode_forwards: stats.forwards,
+            drafted_tokens: stats.drafted,
+            accepted_tokens: stats.accepted,
         };
         Ok(GenerateOutput { candidates, timings })
     }
@@ -545,6 +575,98 @@ impl Generator {
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Work counts of one decode.
+#[derive(Default)]
+struct DecodeStats {
+    forwards: usize,
+    drafted: usize,
+    accepted: usize,
+}
+
+/// Decodes one candidate to its end on a single-sequence `model` holding
+/// `pos` positions (everything before the candidate's last sampled token).
+/// With `spec.max_draft > 0`, each step feeds the last token plus a
+/// prompt-lookup draft in one `forward_all`, samples every position in order
+/// exactly as plain decoding would, keeps the drafted tokens up to the first
+/// one that differs from what was sampled, and truncates the cache back to
+/// the tokens kept. `held` (the working state's token list) follows the
+/// cache. Returns `false` when the callback cancelled.
+#[allow(clippy::too_many_arguments)]
+fn decode_single(
+    model: &mut dyn CausalLm,
+    mut held: Option<&mut Vec<u32>>,
+    cand: &mut CandidateRun,
+    prompt: &[u32],
+    mut pos: usize,
+    spec: &LookupParams,
+    ctx: &Ctx,
+    on_chunk: &mut dyn FnMut(usize, &str) -> bool,
+    stats: &mut DecodeStats,
+) -> Result<bool> {
+    let context_length = model.info().context_length;
+    // Draft length adapts to how much of the last draft was kept: one more
+    // than that (a draft wholly kept: two more), so a run of text copied from
+    // the prompt gets long drafts and free text costs at most one extra
+    // position per pass.
+    let mut want = spec.max_draft;
+    while cand.finish.is_none() {
+        if pos >= context_length {
+            cand.finish(FinishReason::Length, on_chunk);
+            break;
+        }
+        let tok = cand.last_token();
+        // Room: positions left in the context after `tok`, and tokens the
+        // candidate may still produce beyond the first of this step.
+        let left = ctx.max_tokens.saturating_sub(cand.generated.len()).saturating_sub(1);
+        let mut draft = if spec.max_draft > 0 { lookup::propose(prompt, &cand.generated, spec) } else { Vec::new() };
+        draft.truncate(want.min(left).min(context_length - pos - 1));
+        let rows = if draft.is_empty() {
+            vec![model.forward(&[tok], pos)?.flatten_all()?.to_vec1::<f32>()?]
+        } else {
+            let feed: Vec<u32> = std::iter::once(tok).chain(draft.iter().copied()).collect();
+            model.forward_all(&feed, pos)?.to_vec2::<f32>()?
+        };
+        if rows.len() != draft.len() + 1 {
+            return Err(EngineError::Generation(format!("forward_all returned {} rows for {} tokens", rows.len(), draft.len() + 1)));
+        }
+        stats.forwards += 1;
+        stats.drafted += draft.len();
+        if let Some(h) = held.as_deref_mut() {
+            h.push(tok);
+            h.extend_from_slice(&draft);
+        }
+        let base = pos;
+        pos += draft.len() + 1;
+        // Positions whose cache entries stay: `tok` and the drafts accepted.
+        let mut kept = 1;
+        for (i, mut row) in rows.into_iter().enumerate() {
+            if !cand.step(&mut row, ctx, on_chunk)? {
+                return Ok(false);
+            }
+            let matched = i < draft.len() && cand.last_token() == draft[i];
+            if matched {
+                stats.accepted += 1;
+            }
+            if !matched || cand.finish.is_some() {
+                break;
+            }
+            kept += 1;
+        }
+        if !draft.is_empty() {
+            let kept_drafts = kept - 1;
+            want = if kept_drafts == draft.len() { (want + 2).min(spec.max_draft) } else { kept_drafts + 1 };
+        }
+        if base + kept < pos {
+            model.truncate(base + kept)?;
+            if let Some(h) = held.as_deref_mut() {
+                h.truncate(h.len() - (pos - base - kept));
+            }
+            pos = base + kept;
+        }
+    }
+    Ok(true)
 }
 
 /// What every candidate's step needs from the request.
@@ -619,6 +741,9 @@ impl CandidateRun {
             go_on &= self.finish(FinishReason::Stop, on_chunk);
         } else if self.generated.len() >= ctx.max_tokens {
             go_on &= self.finish(FinishReason::Length, on_chunk);
+        } else if !ctx.eog.is_empty() && self.mask.as_mut().is_some_and(|m| m.forces_end(&self.generated)) {
+            // The next token could only be end-of-generation: skip its pass.
+            go_on &= self.finish(FinishReason::Eog, on_chunk);
         }
         Ok(go_on)
     }
@@ -744,5 +869,210 @@ mod tests {
         let mut tiny = Generator::new(load().lm, tok.clone(), PrefixCache::new(1024));
         assert_eq!(tiny.warm(&other).unwrap(), None);
         assert_eq!(tiny.cache_stats().entries, 0);
+    }
+
+    fn smollm2_generator(cache: usize) -> (Generator, Arc<Tokenizer>) {
+        let path = crate::models::resolve("smollm2-135m").expect("smollm2 is available");
+        let m = crate::engine::model::load(&path, &Default::default()).expect("smollm2 loads");
+        let tok = Arc::new(m.tokenizer);
+        (Generator::new(m.lm, tok.clone(), PrefixCache::new(cache)), tok)
+    }
+
+    /// A support-style prompt whose answer repeats much of it.
+    fn repeating_prompt(tok: &Tokenizer) -> Vec<u32> {
+        let (_, tmpl) = smollm2();
+        let msgs = [
+            ChatMessage::new("system", "You are Tunely Care. Facts: Offline Mode downloads are restored after you sign in again. Sign off with – Tunely Care."),
+            ChatMessage::new("user", "Repeat exactly: Offline Mode downloads are restored after you sign in again. – Tunely Care"),
+        ];
+        chat_prompt(tok, &tmpl, &msgs).unwrap()
+    }
+
+    #[test]
+    fn forward_all_rows_equal_one_token_forwards() {
+        let (g, tok) = smollm2_generator(0);
+        let prompt = repeating_prompt(&tok);
+        let (head, tail) = prompt.split_at(prompt.len() - 5);
+        let mut a = g.model().box_clone();
+        a.reset();
+        a.forward(head, 0).unwrap();
+        let mut b = a.box_clone();
+        let all = a.forward_all(tail, head.len()).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(all.len(), tail.len());
+        for (i, &t) in tail.iter().enumerate() {
+            let one = b.forward(&[t], head.len() + i).unwrap().to_vec1::<f32>().unwrap();
+            assert!(one == all[i], "position {i}: logits differ");
+        }
+        assert_eq!(a.seq_len(), b.seq_len());
+    }
+
+    #[test]
+    fn speculative_decoding_gives_the_same_text_as_plain_decoding() {
+        let (mut g, tok) = smollm2_generator(0);
+        let prompt = repeating_prompt(&tok);
+        let sampled = |seed| SamplingParams { seed, repeat_penalty: 1.1, ..SamplingParams::default() };
+        let mut accepted = 0;
+        for sampling in [SamplingParams::greedy(), sampled(7), sampled(8), sampled(9)] {
+            let plain = GenerateOptions { max_tokens: 40, sampling: sampling.clone(), ..Default::default() };
+            let spec = GenerateOptions { speculate: LookupParams::with_draft(6), ..plain.clone() };
+            let a = g.generate(&prompt, &plain, None, &mut |_, _| true).unwrap();
+            let mut streamed = String::new();
+            let b = g.generate(&prompt, &spec, None, &mut |_, t| {
+                streamed.push_str(t);
+                true
+            }).unwrap();
+            assert_eq!(a.candidates[0].tokens, b.candidates[0].tokens, "{sampling:?}");
+            assert_eq!(a.candidates[0].text, b.candidates[0].text);
+            assert_eq!(streamed, b.candidates[0].text);
+            assert_eq!(a.timings.drafted_tokens, 0);
+            assert_eq!(a.timings.decode_forwards + 1, a.candidates[0].tokens.len() + usize::from(a.candidates[0].finish == FinishReason::Eog));
+            assert!(b.timings.accepted_tokens <= b.timings.drafted_tokens);
+            assert_eq!(b.timings.decode_forwards + b.timings.accepted_tokens, a.timings.decode_forwards, "every accepted token saves one pass");
+            accepted += b.timings.accepted_tokens;
+            // The working state holds prompt + output either way: a second
+            // request reuses it the same.
+            let c = g.generate(&prompt, &spec, None, &mut |_, _| true).unwrap();
+            assert_eq!(c.candidates[0].tokens, b.candidates[0].tokens);
+        }
+        assert!(accepted > 10, "the reply copies its prompt, so drafts must be accepted: {accepted}");
+    }
+
+    #[test]
+    fn finished_candidates_leave_the_batch_without_changing_any_text() {
+        let (mut g, tok) = smollm2_generator(0);
+        let prompt = repeating_prompt(&tok);
+        let sampling = SamplingParams { temperature: 1.0, seed: 3, ..SamplingParams::default() };
+        let opts = GenerateOptions { max_tokens: 24, sampling, stop: vec!["!".into(), ".".into()], n: 4, ..Default::default() };
+        for speculate in [LookupParams::default(), LookupParams::with_draft(6)] {
+            let opts = GenerateOptions { speculate, ..opts.clone() };
+            let batch = g.generate(&prompt, &opts, None, &mut |_, _| true).unwrap();
+            let lens: std::collections::HashSet<usize> = batch.candidates.iter().map(|c| c.tokens.len()).collect();
+            assert!(lens.len() > 1, "candidates must end at different steps: {:#?}", batch.candidates);
+            // Fewer passes than 4 candidates × the longest: rows left the batch.
+            for c in &batch.candidates {
+                let lone_opts = GenerateOptions { n: 1, sampling: SamplingParams { seed: c.seed, ..opts.sampling.clone() }, ..opts.clone() };
+                let lone = g.generate(&prompt, &lone_opts, None, &mut |_, _| true).unwrap();
+                assert_eq!(c.tokens, lone.candidates[0].tokens, "candidate {} (seed {}), {speculate:?}", c.index, c.seed);
+                assert_eq!(c.text, lone.candidates[0].text);
+                assert_eq!(c.finish, lone.candidates[0].finish);
+            }
+        }
+    }
+
+    /// A tiny Markov-chain "model" over 6 token ids of a real vocabulary:
+    /// the next token's logits depend on the last two tokens. Its one-token
+    /// `forward` is the only thing it implements; `forward_all` is the
+    /// trait's default.
+    struct Chain {
+        toks: Vec<u32>,
+        ids: [u32; 6],
+        vocab: usize,
+        info: crate::engine::model::ModelInfo,
+    }
+
+    impl Chain {
+        fn logits(&self) -> Vec<f32> {
+            let n = self.toks.len();
+            let a = self.toks[n - 1] as usize;
+            let b = if n > 1 { self.toks[n - 2] as usize } else { 0 };
+            let mut row = vec![f32::NEG_INFINITY; self.vocab];
+            for (j, &id) in self.ids.iter().enumerate() {
+                // One likely successor per context, the rest spread out.
+                let favourite = (a * 7 + b * 3) % self.ids.len();
+                row[id as usize] = if j == favourite { 2.0 } else { ((a + j * b) % 5) as f32 * 0.3 };
+            }
+            row
+        }
+    }
+
+    impl CausalLm for Chain {
+        fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<candle_core::Tensor> {
+            assert_eq!(pos, self.toks.len(), "position must follow the cache");
+            self.toks.extend_from_slice(tokens);
+            Ok(candle_core::Tensor::new(self.logits(), &candle_core::Device::Cpu)?)
+        }
+        fn forward_batch(&mut self, _tokens: &[u32], _pos: usize) -> Result<candle_core::Tensor> {
+            unreachable!("n = 1 only")
+        }
+        fn fork_batch(&mut self, _n: usize) -> Result<()> {
+            Ok(())
+        }
+        fn seq_len(&self) -> usize {
+            self.toks.len()
+        }
+        fn truncate(&mut self, len: usize) -> Result<()> {
+            assert!(len <= self.toks.len());
+            self.toks.truncate(len);
+            Ok(())
+        }
+        fn reset(&mut self) {
+            self.toks.clear();
+        }
+        fn box_clone(&self) -> Box<dyn CausalLm> {
+            Box::new(Chain { toks: self.toks.clone(), ids: self.ids, vocab: self.vocab, info: self.info.clone() })
+        }
+        fn kv_cache_bytes(&self) -> usize {
+            self.toks.len() * 4
+        }
+        fn info(&self) -> &crate::engine::model::ModelInfo {
+            &self.info
+        }
+    }
+
+    #[test]
+    fn speculative_sampling_keeps_the_distribution_on_a_small_vocabulary() {
+        let (tok, _) = smollm2();
+        let tok = Arc::new(tok);
+        let ids: [u32; 6] = [tok.encode(" a", false).unwrap()[0], tok.encode(" b", false).unwrap()[0], tok.encode(" c", false).unwrap()[0], tok.encode(" d", false).unwrap()[0], tok.encode(" e", false).unwrap()[0], tok.encode(" f", false).unwrap()[0]];
+        let info = crate::engine::model::ModelInfo {
+            arch: "chain".into(),
+            name: "chain".into(),
+            vocab_size: tok.vocab_size(),
+            context_length: 4096,
+            train_context_length: 4096,
+            n_layer: 1,
+            embedding_length: 1,
+            n_head: 1,
+            n_kv_head: 1,
+            head_dim: 2,
+            path: "chain".into(),
+        };
+        let chain = Chain { toks: Vec::new(), ids, vocab: tok.vocab_size(), info };
+        let mut g = Generator::new(Box::new(chain), tok.clone(), PrefixCache::new(0));
+        // A prompt that walks the chain, so lookups find matches.
+        let prompt: Vec<u32> = (0..40).map(|i| ids[(i * i + 1) % 6]).collect();
+        let (mut drafted, mut accepted) = (0, 0);
+        // Per seed the same tokens (so the same distribution), and the
+        // second token's empirical distribution matches the chain's.
+        let mut counts = std::collections::HashMap::new();
+        let trials = 400;
+        for seed in 0..trials {
+            let plain = GenerateOptions { max_tokens: 12, sampling: SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() }, ..Default::default() };
+            let spec = GenerateOptions { speculate: LookupParams { max_draft: 4, min_ngram: 1, max_ngram: 3 }, ..plain.clone() };
+            let a = g.generate(&prompt, &plain, None, &mut |_, _| true).unwrap();
+            let b = g.generate(&prompt, &spec, None, &mut |_, _| true).unwrap();
+            assert_eq!(a.candidates[0].tokens, b.candidates[0].tokens, "seed {seed}");
+            drafted += b.timings.drafted_tokens;
+            accepted += b.timings.accepted_tokens;
+            if a.candidates[0].tokens[0] == ids[0] {
+                *counts.entry(b.candidates[0].tokens[1]).or_insert(0usize) += 1;
+            }
+        }
+        assert!(drafted > 1000 && accepted > 300 && accepted < drafted, "drafted {drafted}, accepted {accepted}");
+        // P(second | prompt, first = ids[0]) from the chain's logits.
+        let mut c = Chain { toks: [prompt.clone(), vec![ids[0]]].concat(), ids, vocab: tok.vocab_size(), info: g.model().info().clone() };
+        let row = c.logits();
+        let z: f32 = ids.iter().map(|&i| row[i as usize].exp()).sum();
+        let total: usize = counts.values().sum();
+        assert!(total > 30, "{total}");
+        let mut chi2 = 0.0;
+        for &i in &ids {
+            let expect = row[i as usize].exp() / z * total as f32;
+            let got = *counts.get(&i).unwrap_or(&0) as f32;
+            chi2 += (got - expect).powi(2) / expect.max(1e-6);
+        }
+        // 5 degrees of freedom: the 99.9% quantile is 20.5.
+        assert!(chi2 < 20.5, "chi² {chi2}: {counts:?}");
+        c.reset();
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;
+pub mod lookup;
 pub mod model;
 pub mod prefix_cache;
 pub mod qlinear;

@@ -4,7 +4,10 @@
 //! The trait is shaped by what the rest of the engine needs: a prefix cache
 //! (so `box_clone` copies the KV state while weights stay shared behind `Arc`,
 //! and `truncate` rolls the cache back to a common prefix) and N candidates
-//! decoded together (so `fork_batch` + `forward_batch`).
+//! decoded together (so `fork_batch` + `forward_batch`, and `retain_batch` to
+//! drop candidates that have finished). Speculative decoding needs the logits
+//! of every fed position (`forward_all`) and `truncate` to roll back what was
+//! rejected.
 
 use super::error::Result;
 use super::gguf::GgufFile;
@@ -70,6 +73,28 @@ pub trait CausalLm: Send {
     /// Replicates a batch-1 cache into `n` identical sequences, so N candidates
     /// share one prefill.
     fn fork_batch(&mut self, n: usize) -> Result<()>;
+
+    /// Feeds `tokens` of one sequence like `forward` and returns the logits of
+    /// every fed position: shape `(tokens.len(), vocab)`. Row `i` must equal
+    /// what `forward` would return after feeding `tokens[..=i]` one by one
+    /// (speculative decoding verifies k drafted tokens in one call and relies
+    /// on it). The default feeds the tokens one at a time.
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
+        let mut rows = Vec::with_capacity(tokens.len());
+        for (i, &t) in tokens.iter().enumerate() {
+            rows.push(self.forward(&[t], pos + i)?);
+        }
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+
+    /// Keeps only the batch sequences at indices `keep` (ascending, each
+    /// below the batch size), in that order: candidates that have finished
+    /// leave the batch so later steps do not compute them. The default
+    /// refuses (an implementation without it keeps the batch whole).
+    fn retain_batch(&mut self, keep: &[usize]) -> Result<()> {
+        let _ = keep;
+        Err(super::error::EngineError::Generation("this model cannot drop sequences from a batch".into()))
+    }
 
     /// Number of cached positions.
     fn seq_len(&self) -> usize;

@@ -117,6 +117,14 @@ pub trait LogitMask: Send {
     /// `generated` holds the tokens this candidate has produced so far (prompt
     /// excluded); `logits` is the full vocabulary row for the next token.
     fn apply(&mut self, generated: &[u32], logits: &mut [f32]);
+    /// True when after `generated` the mask would let through nothing but
+    /// end-of-generation (say, a length budget is spent): the generator then
+    /// ends the candidate there instead of computing logits only to discard
+    /// them. The text is the same either way.
+    fn forces_end(&mut self, generated: &[u32]) -> bool {
+        let _ = generated;
+        false
+    }
     /// A fresh copy for another candidate.
     fn fork(&self) -> Box<dyn LogitMask>;
 }

@@ -352,6 +352,37 @@ impl KvCache {
         self.batch = n;
         Ok(())
     }
+
+    /// Keeps the sequences at `keep` (ascending, in range), dropping the rest.
+    pub fn retain(&mut self, keep: &[usize]) -> Result<()> {
+        let b = self.batch();
+        if keep.is_empty() || keep.windows(2).any(|w| w[0] >= w[1]) || keep.iter().any(|&i| i >= b) {
+            return Err(gen_err(format!("retain_batch: {keep:?} is not an ascending list of sequences below {b}")));
+        }
+        if keep.len() == b || self.len == 0 {
+            if self.len == 0 {
+                self.batch = keep.len();
+            }
+            return Ok(());
+        }
+        // In place, front to back: a kept row only ever moves towards the
+        // start (no new allocation, no page faults on fresh memory).
+        let (row, nb) = (self.row, keep.len());
+        for buf in [&mut self.k, &mut self.v] {
+            for p in 0..self.len {
+                for (j, &i) in keep.iter().enumerate() {
+                    let src = (p * b + i) * row;
+                    let dst = (p * nb + j) * row;
+                    if src != dst {
+                        buf.copy_within(src..src + row, dst);
+                    }
+                }
+            }
+            buf.truncate(self.len * nb * row);
+        }
+        self.batch = nb;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- attention
@@ -671,8 +702,9 @@ impl<B: Block> Decoder<B> {
         self.kv.first().map(|c| c.batch()).unwrap_or(1)
     }
 
-    /// tokens (b·s, row-major) → logits of the last position (b, vocab).
-    fn run(&mut self, tokens: &[u32], b: usize, s: usize, pos: usize) -> Result<Tensor> {
+    /// tokens (b·s, row-major) → logits of the last position (b, vocab), or
+    /// with `all` of every position (b·s, vocab).
+    fn run(&mut self, tokens: &[u32], b: usize, s: usize, pos: usize, all: bool) -> Result<Tensor> {
         if s == 0 || tokens.is_empty() {
             return Err(gen_err("no tokens to feed"));
         }
@@ -696,7 +728,13 @@ impl<B: Block> Decoder<B> {
         }
         let n = self.w.blocks.len();
         for (il, (block, kv)) in self.w.blocks.iter().zip(self.kv.iter_mut()).enumerate() {
-            x = block.forward(&x, kv, pos, il + 1 == n)?;
+            x = block.forward(&x, kv, pos, !all && il + 1 == n)?;
+        }
+        if all {
+            let dim = x.dim(2)?;
+            let x = x.reshape((b * s, dim))?;
+            let x = self.w.norm.forward(&x)?;
+            return Ok(self.w.output.forward(&x)?);
         }
         let last = x.dim(1)? - 1;
         let x = x.i((.., last, ..))?.contiguous()?;
@@ -724,9 +762,25 @@ impl<B: Block> CausalLm for Decoder<B> {
             )));
         }
         let before = self.seq_len();
-        let r = self.run(tokens, 1, tokens.len(), pos);
+        let r = self.run(tokens, 1, tokens.len(), pos, false);
         let r = self.rollback_on_error(before, r)?;
         Ok(r.squeeze(0)?)
+    }
+
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
+        if self.batch() != 1 {
+            return Err(gen_err(format!("forward_all feeds one sequence but the cache holds {}", self.batch())));
+        }
+        let before = self.seq_len();
+        let r = self.run(tokens, 1, tokens.len(), pos, true);
+        self.rollback_on_error(before, r)
+    }
+
+    fn retain_batch(&mut self, keep: &[usize]) -> Result<()> {
+        for c in self.kv.iter_mut() {
+            c.retain(keep)?;
+        }
+        Ok(())
     }
 
     fn forward_batch(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
@@ -735,7 +789,7 @@ impl<B: Block> CausalLm for Decoder<B> {
             return Err(gen_err(format!("forward_batch got {} tokens for {b} cached sequences", tokens.len())));
         }
         let before = self.seq_len();
-        let r = self.run(tokens, b, 1, pos);
+        let r = self.run(tokens, b, 1, pos, false);
         self.rollback_on_error(before, r)
     }
 
