@@ -17,12 +17,15 @@
 //!   moved); `sc`/`mn` the 8 six-bit scales/mins `[j][row]`; `d`/`dmin` as f32.
 //! - Q6_K: `qs` 64 chunks × 16 rows × 4 unsigned 6-bit values (4096 B), chunk
 //!   `c` = values `4c..4c+4`; `sc` the 16 signed sub-scales `[s][row]`; `d` f32.
+//!
 //! An AVX2 register takes rows 0..8 or 8..16 of a group: the same bytes, half
 //! the width. Rows past the last full group stay on `kquant_exact`'s per-row code.
 //!
 //! Integer parts: AVX-512 uses `vpdpbusd` (Q4_K nibble · q8, 4 products per
 //! lane) and `vpdpwssd` (Q6_K `maddubs` pairs · sub-scale); AVX2 uses
 //! `maddubs` + `madd`. Neither saturates for these ranges (checked in comments).
+
+#![allow(clippy::needless_range_loop)]
 
 use super::kquant_exact::{q6k_unpack, scale_min_k4, KKind, Q8K, QK_K};
 use half::f16;
@@ -123,6 +126,7 @@ pub enum Simd {
 /// The CPU has the features of `simd` (`avx2::available` /
 /// `avx512::available`); `out` holds `a.m · ldo` floats, `ldo ≥ 16·g1`; no
 /// other thread writes these rows.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn run_groups(kind: KKind, w: &KRows, a: &Q8K, g0: usize, g1: usize, simd: Simd, out: *mut f32, ldo: usize) {
     let m = a.m;
     macro_rules! call {
