@@ -54,7 +54,7 @@ for path in sys.argv[1:]:
         mean = lambda k: sum(t.get(k, 0) for t in ts) / len(ts)
         print(f"  stages n=1 {label} (median ms): understand {med('understand_ms'):.0f}, plan {med('plan_ms'):.0f}, "
               f"prefill {med('prefill_ms'):.0f}, first token {med('first_token_ms'):.0f}, generate {med('generate_ms'):.0f}, "
-              f"check {med('check_ms'):.0f}, total {med('total_ms'):.0f}")
+              f"check {med('check_ms'):.0f} (of it scoring {med('score_ms'):.0f}), total {med('total_ms'):.0f}")
         dr, ac = sum(t.get("drafted_tokens", 0) for t in ts), sum(t.get("accepted_tokens", 0) for t in ts)
         print(f"  decode n=1 {label} (mean per run): generated {mean('generated_tokens'):.1f} tokens, forward passes {mean('decode_forwards'):.1f}, "
               f"drafted {mean('drafted_tokens'):.1f}, accepted {mean('accepted_tokens'):.1f} ({100*ac/max(dr,1):.0f}%), rounds {mean('rounds'):.2f}, "

@@ -135,6 +135,10 @@ pub struct DraftTimings {
     pub generate_ms: f64,
     /// Lint, repair and scoring.
     pub check_ms: f64,
+    /// The scoring part of `check_ms` (embedding the drafts for the voice
+    /// score, scoring, ranking).
+    #[serde(default)]
+    pub score_ms: f64,
     pub total_ms: f64,
     pub prompt_tokens: usize,
     /// Prompt tokens served by the prefix cache.
@@ -681,6 +685,7 @@ impl Drafter {
             drafts.push(self.fallback(req, &lint_req, &intent, &language, &source, &guard));
         }
         // score and rank
+        let score_start = Instant::now();
         let texts: Vec<&str> = drafts.iter().map(|d| d.text.as_str()).collect();
         let embs = self.mood.embedder().embed_batch(&texts).ok();
         let profile = &self.book.channels.channels[&req.channel];
@@ -708,6 +713,7 @@ impl Drafter {
         }
         crate::score::rank(&mut drafts, |d| (d.fallback, d.score.overall));
         drafts.truncate(req.n);
+        timings.score_ms = ms(score_start);
         check_ms += ms(check_start);
         timings.check_ms = check_ms;
         timings.total_ms = ms(start);
