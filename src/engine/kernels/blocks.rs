@@ -98,6 +98,10 @@ pub struct Packed {
     pub h2: Vec<u64>,
     /// Q6K sub-scales, `rows × nb × 2` (elements 0..16, 16..32 of a block).
     pub sc: Vec<i16>,
+    /// Q4_1 minimums widened to f32 once, on first use: row-major (`rows × nbp`) and
+    /// block-major (`[b][row]`, stride `rows`). Each matmul call used to widen and transpose
+    /// its rows again (~5% of smollm2's decode). Same values, so same results.
+    mins_f32: std::sync::OnceLock<(Vec<f32>, Vec<f32>)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -129,7 +133,27 @@ impl Packed {
             m: if kind == Kind::Q4_1 { vec![f16::ZERO; rows * nbp] } else { Vec::new() },
             h2: if kind == Kind::Q6K { vec![0; rows * nb] } else { Vec::new() },
             sc: if kind == Kind::Q6K { vec![0; rows * nb * 2] } else { Vec::new() },
+            mins_f32: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The Q4_1 minimums as f32, row-major and block-major (see `mins_f32`); empty slices for
+    /// the other kinds. Call only once `m` is final (the matmuls do).
+    pub fn mins_f32(&self) -> (&[f32], &[f32]) {
+        let (rm, bm) = self.mins_f32.get_or_init(|| {
+            if self.kind != Kind::Q4_1 {
+                return (Vec::new(), Vec::new());
+            }
+            let rm: Vec<f32> = self.m.iter().map(|v| v.to_f32()).collect();
+            let mut bm = vec![0.0f32; self.nbp * self.rows];
+            for i in 0..self.rows {
+                for b in 0..self.nb {
+                    bm[b * self.rows + i] = rm[i * self.nbp + b];
+                }
+            }
+            (rm, bm)
+        });
+        (rm, bm)
     }
 
     fn check_k_quant(kind: Kind, rows: usize, k: usize, data: &[u8], block_bytes: usize) -> Result<(), PackError> {

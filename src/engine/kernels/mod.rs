@@ -341,37 +341,6 @@ macro_rules! tile_call {
     }};
 }
 
-/// Q4_1 minimums of rows `r_begin..r_end` widened to f32 in per-thread
-/// buffers, row-major (`[i][b]`, stride `nbp`) and block-major (`[b][i]`,
-/// stride `r_end − r_begin`), then `f(row_major, block_major)` (empty slices
-/// for the other types).
-fn with_widened_mins<R>(w: &Packed, r_begin: usize, r_end: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> R {
-    thread_local! {
-        static MINS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-    }
-    if w.kind != Kind::Q4_1 {
-        return f(&[], &[]);
-    }
-    MINS.with(|cell| {
-        let mut bufs = cell.borrow_mut();
-        let (rm, bm) = &mut *bufs;
-        let rows = r_end - r_begin;
-        let n = rows * w.nbp;
-        if rm.len() < n {
-            rm.resize(n, 0.0);
-            bm.resize(n, 0.0);
-        }
-        for (d, s) in rm[..n].iter_mut().zip(&w.m[r_begin * w.nbp..r_end * w.nbp]) {
-            *d = s.to_f32();
-        }
-        for i in 0..rows {
-            for b in 0..w.nb {
-                bm[b * rows + i] = rm[i * w.nbp + b];
-            }
-        }
-        f(&rm[..n], &bm[..n])
-    })
-}
 
 /// Rows `r_begin..r_end` for all tokens on the AVX-512 tile (`pairs` row
 /// pairs per tile, `tp` tokens); a last odd row goes to the AVX2 tile.
@@ -389,13 +358,14 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: u
         Kind::Q6K => avx2::KD_Q6K,
         Kind::Q8_0 => avx2::KD_Q8_0,
     };
-    let rows = r_end - r_begin;
-    with_widened_mins(w, r_begin, r_end, |mins, mins_t| {
+    let rows = w.rows; // the stride of the block-major minimums
+    let (mins, mins_t) = w.mins_f32();
+    {
         let mut r = r_begin;
         while r < r_end {
             let left = r_end - r;
-            let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[(r - r_begin) * nbp..] } else { &[] };
-            let cwt: &[f32] = if w.kind == Kind::Q4_1 { &mins_t[r - r_begin..] } else { &[] };
+            let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[r * nbp..] } else { &[] };
+            let cwt: &[f32] = if w.kind == Kind::Q4_1 { &mins_t[r..] } else { &[] };
             let mut t = 0;
             if left >= 2 {
                 let np = pairs.min(left / 2);
@@ -414,7 +384,7 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: u
                 r += 1;
             }
         }
-    });
+    }
 }
 
 /// Rows `r_begin..r_end` for all tokens.
@@ -431,33 +401,19 @@ unsafe fn avx2_rows(w: &Packed, a: &Acts, r_begin: usize, r_end: usize, rt: usiz
         Kind::Q8_0 => avx2::KD_Q8_0,
         Kind::Q6K => avx2::KD_Q6K,
     };
-    let rows = r_end - r_begin;
-    // Q4_1 minimums widened once per task into a per-thread buffer (no
-    // allocation per call); scales are widened inside the tile loop.
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    let (mins, _) = w.mins_f32();
+    let mut r = r_begin;
+    while r < r_end {
+        let rr = rt.min(r_end - r);
+        let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[r * nbp..] } else { &[] };
+        let mut t = 0;
+        while t < a.m {
+            let tt = tp.min(a.m - t);
+            tile_call!(avx2, kd, tt, rr, w, r, a, t, cw, out, ldo);
+            t += tt;
+        }
+        r += rr;
     }
-    SCRATCH.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        if w.kind == Kind::Q4_1 {
-            if buf.len() < rows * nbp {
-                buf.resize(rows * nbp, 0.0);
-            }
-            avx2::f16_to_f32(&w.m[r_begin * nbp..r_end * nbp], &mut buf[..rows * nbp]);
-        }
-        let mut r = r_begin;
-        while r < r_end {
-            let rr = rt.min(r_end - r);
-            let cw: &[f32] = if w.kind == Kind::Q4_1 { &buf[(r - r_begin) * nbp..] } else { &[] };
-            let mut t = 0;
-            while t < a.m {
-                let tt = tp.min(a.m - t);
-                tile_call!(avx2, kd, tt, rr, w, r, a, t, cw, out, ldo);
-                t += tt;
-            }
-            r += rr;
-        }
-    });
 }
 
 #[cfg(test)]
