@@ -166,16 +166,9 @@ impl QLinear {
     /// per decoder layer than separate `forward` calls. Same results as
     /// calling `forward` on each.
     pub fn forward_many(layers: &[&QLinear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let packed: Option<Vec<&Packed>> = layers
-            .iter()
-            .map(|l| match &*l.inner {
-                Inner::Packed(w) => Some(w),
-                Inner::Candle(_) | Inner::KQuant(_) => None,
-            })
-            .collect();
-        let Some(ws) = packed else {
+        if !layers.iter().all(|l| matches!(*l.inner, Inner::Packed(_))) {
             return layers.iter().map(|l| l.forward(x)).collect();
-        };
+        }
         if !matches!(x.device(), Device::Cpu) || x.dtype() != candle_core::DType::F32 {
             candle_core::bail!("QLinear: expected an f32 CPU tensor, got {:?} on {:?}", x.dtype(), x.device());
         }
@@ -188,17 +181,14 @@ impl QLinear {
         }
         let m: usize = lead.iter().product();
         let x = x.contiguous()?;
-        let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.out_features]).collect();
-        {
+        let outs = {
             let (storage, layout) = x.storage_and_layout();
             let Storage::Cpu(cpu) = &*storage else {
                 candle_core::bail!("QLinear: expected a CPU tensor");
             };
             let all = cpu.as_slice::<f32>()?;
-            let xs = &all[layout.start_offset()..layout.start_offset() + m * k];
-            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-            kernels::matmul_many(&ws, xs, m, &mut views);
-        }
+            Self::forward_many_f32(layers, &all[layout.start_offset()..layout.start_offset() + m * k], m)?
+        };
         layers
             .iter()
             .zip(outs)

@@ -569,10 +569,11 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rand_bytes(n: usize, seed: u32) -> Vec<u8> {
+    /// Deterministic bytes (an LCG), for the K-quant kernels' tests here and in `kquant_simd`.
+    pub(crate) fn rand_bytes(n: usize, seed: u32) -> Vec<u8> {
         let mut x = seed;
         (0..n)
             .map(|_| {

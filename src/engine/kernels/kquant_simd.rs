@@ -558,18 +558,9 @@ mod x256 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kquant_exact::tests::rand_bytes;
     use super::super::kquant_exact::KQuantMatrix;
     use super::*;
-
-    fn rand_bytes(n: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(1664525).wrapping_add(1013904223);
-                (x >> 24) as u8
-            })
-            .collect()
-    }
 
     /// Random GGML blocks with varied but finite f16 scales.
     fn blocks(kind: KKind, n: usize, seed: u32) -> Vec<u8> {
