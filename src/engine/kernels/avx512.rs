@@ -23,6 +23,7 @@
 
 use super::avx2::{self, KD_Q4_1, KD_Q5_0, KD_Q6K};
 use super::blocks::{Acts, Packed, QK};
+use super::KvSpan;
 use std::arch::x86_64::*;
 
 /// True when this CPU has what these kernels use.
@@ -219,22 +220,15 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
 /// every lane to f16 after each key, as the AVX2 version does in memory).
 /// The `R` rows are independent dependency chains through the same K/V
 /// loads: the f16 round trip after every key no longer serialises the loop.
-/// `d` = `16·N` must be a multiple of 64 (no f64 leftovers).
+/// `d` = `16·N` must be a multiple of 64 (no f64 leftovers). The keys are
+/// the spans' keys in order (the softmax state carries from one to the next).
 ///
 /// # Safety
 /// CPU has the features of [`available`]; `q.len() == o.len() == R·16·N`
-/// (row `i` at `i·16·N`); key and value `j` for every `j` in `keys` start at
-/// `kb/vb + j·stride` and hold `16·N` floats.
+/// (row `i` at `i·16·N`); every span's key and value `j` lie inside its
+/// slices and hold `16·N` values (checked by `kernels::attend_rows`).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn attend_rows<const N: usize, const R: usize>(
-    q: &[f32],
-    kb: *const f32,
-    vb: *const f32,
-    stride: usize,
-    keys: std::ops::Range<usize>,
-    scale: f32,
-    o: &mut [f32],
-) {
+pub unsafe fn attend_rows<const N: usize, const R: usize>(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32]) {
     #[inline(always)]
     unsafe fn r16(x: __m512) -> __m512 {
         _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
@@ -252,6 +246,8 @@ pub unsafe fn attend_rows<const N: usize, const R: usize>(
     let mut ov = [[_mm512_setzero_ps(); N]; R];
     let (mut m, mut sum) = ([f32::NEG_INFINITY; R], [0f32; R]);
     let (mut sc, mut msb, mut vsb) = ([[0f32; B]; R], [[1f32; B]; R], [[0f32; B]; R]);
+    for span in spans {
+    let (kb, vb, stride, keys) = (span.k.as_ptr(), span.v.as_ptr(), span.stride, span.keys.clone());
     let mut j0 = keys.start;
     while j0 < keys.end {
         let nb = (keys.end - j0).min(B);
@@ -259,7 +255,7 @@ pub unsafe fn attend_rows<const N: usize, const R: usize>(
             let kr = kb.add((j0 + jj) * stride);
             let mut acc = [[_mm512_setzero_ps(); 4]; R];
             for i in 0..N {
-                let kv = _mm512_loadu_ps(kr.add(16 * i));
+                let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kr.add(16 * i) as *const __m256i));
                 for r in 0..R {
                     acc[r][i % 4] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q.as_ptr().add(r * d + 16 * i)), acc[r][i % 4]);
                 }
@@ -304,13 +300,14 @@ pub unsafe fn attend_rows<const N: usize, const R: usize>(
                 }
             }
             for i in 0..N {
-                let vv = _mm512_loadu_ps(vr.add(16 * i));
+                let vv = _mm512_cvtph_ps(_mm256_loadu_si256(vr.add(16 * i) as *const __m256i));
                 for r in 0..R {
                     ov[r][i] = r16(_mm512_fmadd_ps(vv, _mm512_set1_ps(vsb[r][jj]), ov[r][i]));
                 }
             }
         }
         j0 += nb;
+    }
     }
     for r in 0..R {
         let inv = _mm512_set1_ps(if sum[r] == 0.0 { 0.0 } else { 1.0 / sum[r] });
