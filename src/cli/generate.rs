@@ -101,6 +101,10 @@ pub struct BenchArgs {
     /// are ~600 tokens, so `--depth 600` is what a draft's decode steps cost.
     #[arg(long, default_value_t = 0)]
     pub depth: usize,
+    /// Sequences decoded together in the generation timing (a draft's `n`
+    /// candidates): with `--depth`, they share the cached tokens.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
@@ -325,6 +329,12 @@ pub fn peak_rss_mb() -> Option<f64> {
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = apply_threads(a.threads)?;
+    if a.batch == 0 || a.batch > 8 {
+        anyhow::bail!("--batch must be between 1 and 8, got {}", a.batch);
+    }
+    if a.batch > 1 && a.depth == 0 {
+        anyhow::bail!("--batch {} needs --depth > 0 (the sequences fork from the cached tokens)", a.batch);
+    }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.repeat == 0 || a.suffix_tokens == 0 {
         anyhow::bail!(
             "--prompt-tokens, --gen-tokens, --suffix-tokens and --repeat must be at least 1, got {}, {}, {}, {}",
@@ -376,11 +386,19 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             m.forward(&depth, 0)?;
             tok = depth[depth.len() - 1];
         }
+        if a.batch > 1 {
+            m.fork_batch(a.batch)?;
+        }
         let c = thread_cpu_ms();
         let t = Instant::now();
         for pos in a.depth..a.depth + a.gen_tokens {
-            let logits = m.forward(&[tok], pos)?.to_vec1::<f32>()?;
-            tok = argmax(&logits).unwrap_or(0);
+            if a.batch > 1 {
+                let logits = m.forward_batch(&vec![tok; a.batch], pos)?.to_vec2::<f32>()?;
+                tok = argmax(&logits[0]).unwrap_or(0);
+            } else {
+                let logits = m.forward(&[tok], pos)?.to_vec1::<f32>()?;
+                tok = argmax(&logits).unwrap_or(0);
+            }
         }
         tg.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
         if let (Some(c0), Some(c1)) = (c, thread_cpu_ms()) {
@@ -433,6 +451,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "prompt_tok_s": round1(median(pp)),
         "gen_tok_s": round1(median(tg)),
         "gen_depth": a.depth,
+        "gen_batch": a.batch,
         "ttft_ms": round1(median(ttft)),
         "cached_prefix_tokens": a.prefix_tokens,
         "cached_suffix_tokens": a.suffix_tokens,
