@@ -96,6 +96,15 @@ pub struct BenchArgs {
     /// Engine threads (default: BRANDVOICE_THREADS, else all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Tokens already in the cache when generation is timed (llama-bench's
+    /// `-d`): 0 times generation from an empty cache; the drafting prompts
+    /// are ~600 tokens, so `--depth 600` is what a draft's decode steps cost.
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
+    /// Sequences decoded together in the generation timing (a draft's `n`
+    /// candidates): with `--depth`, they share the cached tokens.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
@@ -320,6 +329,12 @@ pub fn peak_rss_mb() -> Option<f64> {
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = apply_threads(a.threads)?;
+    if a.batch == 0 || a.batch > 8 {
+        anyhow::bail!("--batch must be between 1 and 8, got {}", a.batch);
+    }
+    if a.batch > 1 && a.depth == 0 {
+        anyhow::bail!("--batch {} needs --depth > 0 (the sequences fork from the cached tokens)", a.batch);
+    }
     if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.repeat == 0 || a.suffix_tokens == 0 {
         anyhow::bail!(
             "--prompt-tokens, --gen-tokens, --suffix-tokens and --repeat must be at least 1, got {}, {}, {}, {}",
@@ -333,7 +348,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let Loaded { path, model, tokenizer, template: _ } = load(&a.model)?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1000.0;
     let ctx = model.info().context_length;
-    let need = (a.prompt_tokens.max(a.prefix_tokens + a.suffix_tokens)).max(a.gen_tokens + 1);
+    let need = (a.prompt_tokens.max(a.prefix_tokens + a.suffix_tokens)).max(a.depth + a.gen_tokens + 1);
     if need >= ctx {
         anyhow::bail!("the bench needs {need} positions but the model's context length is {ctx}");
     }
@@ -341,6 +356,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let info = model.info().clone();
     let prompt = bench_tokens(&tokenizer, a.prompt_tokens, "")?;
     let prefix = bench_tokens(&tokenizer, a.prefix_tokens, "")?;
+    let depth = bench_tokens(&tokenizer, a.depth, "")?;
     let tokenizer = Arc::new(tokenizer);
 
     let mut m = model;
@@ -349,7 +365,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     m.forward(&prompt[..prompt.len().min(16)], 0)?;
 
     let (mut pp, mut tg, mut ttft, mut cached) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut pp_cpu, mut cached_cpu) = (Vec::new(), Vec::new());
+    let (mut pp_cpu, mut cached_cpu, mut tg_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..a.repeat {
         // Prompt processing: one forward over the whole prompt from empty.
         m.reset();
@@ -362,15 +378,32 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         std::hint::black_box(argmax(&logits));
 
-        // Generation: one token per step from an empty cache (llama-bench's tg).
+        // Generation: one token per step after `depth` cached tokens
+        // (llama-bench's tg with `-d`; from an empty cache by default).
         m.reset();
         let mut tok = prompt[0];
+        if !depth.is_empty() {
+            m.forward(&depth, 0)?;
+            tok = depth[depth.len() - 1];
+        }
+        if a.batch > 1 {
+            m.fork_batch(a.batch)?;
+        }
+        let c = thread_cpu_ms();
         let t = Instant::now();
-        for pos in 0..a.gen_tokens {
-            let logits = m.forward(&[tok], pos)?.to_vec1::<f32>()?;
-            tok = argmax(&logits).unwrap_or(0);
+        for pos in a.depth..a.depth + a.gen_tokens {
+            if a.batch > 1 {
+                let logits = m.forward_batch(&vec![tok; a.batch], pos)?.to_vec2::<f32>()?;
+                tok = argmax(&logits[0]).unwrap_or(0);
+            } else {
+                let logits = m.forward(&[tok], pos)?.to_vec1::<f32>()?;
+                tok = argmax(&logits).unwrap_or(0);
+            }
         }
         tg.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
+        if let (Some(c0), Some(c1)) = (c, thread_cpu_ms()) {
+            tg_cpu.push((c1 - c0) / a.gen_tokens as f64);
+        }
 
         // Time to first token through the generator, cold (no cache).
         let greedy1 = GenerateOptions { max_tokens: 1, sampling: SamplingParams::greedy(), ignore_eog: true, ..Default::default() };
@@ -417,6 +450,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         "load_ms": round1(load_ms),
         "prompt_tok_s": round1(median(pp)),
         "gen_tok_s": round1(median(tg)),
+        "gen_depth": a.depth,
+        "gen_batch": a.batch,
         "ttft_ms": round1(median(ttft)),
         "cached_prefix_tokens": a.prefix_tokens,
         "cached_suffix_tokens": a.suffix_tokens,
@@ -426,6 +461,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         // comparing builds on a loaded machine.
         "prompt_cpu_ms": (!pp_cpu.is_empty()).then(|| round1(median(pp_cpu))),
         "cached_prefix_cpu_ms": (!cached_cpu.is_empty()).then(|| round1(median(cached_cpu))),
+        "gen_cpu_ms_per_token": (!tg_cpu.is_empty()).then(|| (median(tg_cpu) * 100.0).round() / 100.0),
         "kernels": format!("{:?}", brandvoice::engine::kernels::isa()),
     });
     if a.json {

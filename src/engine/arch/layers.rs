@@ -12,10 +12,12 @@
 //! architecture file keeps only what is its own: metadata keys, tensor names
 //! and the per-layer forward.
 //!
-//! KV cache layout: per layer, plain vectors [position][sequence][kv_head·head_dim]
+//! KV cache layout: per layer, plain f16 vectors [position][sequence][kv_head·head_dim]
+//! (llama.cpp's default cache type; half the bytes attention reads per step)
 //! with capacity reserved in [`KV_CHUNK`]-position steps, so a decoding step
-//! appends one position and rolling back is a truncate. Values are rounded to
-//! f16 precision on the way in, as llama.cpp's default f16 cache does.
+//! appends one position and rolling back is a truncate. A cache forked into a
+//! batch keeps the prompt once, shared by every sequence (`KvShared`): n
+//! candidates read one copy of a 600-token prompt, not n.
 //! Attention is our own loop over each query's visible keys (see
 //! [`attention`] for why), GQA without copying K/V per query head.
 
@@ -27,6 +29,8 @@ use super::super::qlinear::QLinear;
 use candle_core::quantized::{ggml_file, GgmlDType};
 use candle_core::{Device, IndexOp, Tensor};
 use memmap2::Mmap;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use std::sync::Arc;
 
 /// KV cache growth step, in positions.
@@ -246,25 +250,25 @@ impl Rope {
 
 // ---------------------------------------------------------------- kv cache
 
-/// Rounds values to f16 precision (kept in f32 storage): llama.cpp's default
-/// KV cache type is f16 and it converts Q to f16 for the K·Q dot product, so
-/// this is what greedy parity with it needs.
-fn round_f16(src: &[f32], dst: &mut Vec<f32>) {
-    use half::slice::HalfFloatSliceExt;
-    let mut h = vec![half::f16::ZERO; src.len()];
-    h.convert_from_f32_slice(src);
-    let at = dst.len();
-    dst.resize(at + src.len(), 0.0);
-    h.convert_to_f32_slice(&mut dst[at..]);
+/// The positions a batch has in common (the prompt before `fork`), stored
+/// once: layout [position][kv_head·head_dim].
+#[derive(Default)]
+struct KvShared {
+    k: Vec<f16>,
+    v: Vec<f16>,
+    len: usize,
 }
 
-/// One layer's cached keys and values, layout [position][sequence][kv_head·head_dim],
-/// so growing the cache appends at the end (capacity is reserved in
-/// [`KV_CHUNK`]-position steps) and rolling back is `Vec::truncate`.
+/// One layer's cached keys and values in f16: positions `0..shared.len` in
+/// `shared` (one copy for every sequence), the rest in `k`/`v`, layout
+/// [position][sequence][kv_head·head_dim], so growing the cache appends at
+/// the end (capacity reserved in [`KV_CHUNK`]-position steps) and rolling
+/// back is `Vec::truncate`. Clones share `shared` and copy the rest.
 #[derive(Default, Clone)]
 pub struct KvCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    shared: Option<Arc<KvShared>>,
+    k: Vec<f16>,
+    v: Vec<f16>,
     len: usize,
     batch: usize,
     row: usize,
@@ -283,11 +287,18 @@ impl KvCache {
         self.batch.max(1)
     }
 
-    pub fn bytes(&self) -> usize {
-        (self.k.capacity() + self.v.capacity()) * 4
+    /// Positions stored once for the whole batch.
+    pub fn shared_len(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.len)
     }
 
-    /// Appends k, v laid out [b][s][row] (row = kv_heads·head_dim).
+    pub fn bytes(&self) -> usize {
+        let shared = self.shared.as_ref().map_or(0, |s| s.k.capacity() + s.v.capacity());
+        (shared + self.k.capacity() + self.v.capacity()) * std::mem::size_of::<f16>()
+    }
+
+    /// Appends k, v laid out [b][s][row] (row = kv_heads·head_dim), rounded
+    /// to f16 (nearest even).
     pub fn append(&mut self, k: &[f32], v: &[f32], b: usize, s: usize) -> Result<()> {
         if b == 0 || s == 0 || k.len() != v.len() || k.len() % (b * s) != 0 {
             return Err(gen_err(format!("KV append: {} values for batch {b} × {s} positions", k.len())));
@@ -296,20 +307,24 @@ impl KvCache {
         if self.len == 0 {
             self.batch = b;
             self.row = row;
-        } else if self.batch != b || self.row != row {
-            return Err(gen_err(format!("KV cache holds {} sequences, got a batch of {b}", self.batch)));
+        } else if self.batch() != b || self.row != row {
+            return Err(gen_err(format!("KV cache holds {} sequences, got a batch of {b}", self.batch())));
         }
-        let need = (self.len + s) * b * row;
+        let own = self.len - self.shared_len();
+        let need = (own + s) * b * row;
         if self.k.capacity() < need {
-            let cap = (self.len + s).div_ceil(KV_CHUNK) * KV_CHUNK * b * row;
+            let cap = (own + s).div_ceil(KV_CHUNK) * KV_CHUNK * b * row;
             self.k.reserve_exact(cap - self.k.len());
             self.v.reserve_exact(cap - self.v.len());
         }
+        let at = self.k.len();
+        self.k.resize(at + k.len(), f16::ZERO);
+        self.v.resize(at + v.len(), f16::ZERO);
         for t in 0..s {
             for bi in 0..b {
-                let at = (bi * s + t) * row;
-                round_f16(&k[at..at + row], &mut self.k);
-                round_f16(&v[at..at + row], &mut self.v);
+                let (src, dst) = ((bi * s + t) * row, at + (t * b + bi) * row);
+                self.k[dst..dst + row].convert_from_f32_slice(&k[src..src + row]);
+                self.v[dst..dst + row].convert_from_f32_slice(&v[src..src + row]);
             }
         }
         self.len += s;
@@ -317,38 +332,56 @@ impl KvCache {
     }
 
     pub fn truncate(&mut self, len: usize) {
-        if len < self.len {
-            self.len = len;
-            self.k.truncate(len * self.batch * self.row);
-            self.v.truncate(len * self.batch * self.row);
+        if len >= self.len {
+            return;
         }
+        if len < self.shared_len() {
+            self.unshare();
+        }
+        let own = len - self.shared_len();
+        self.len = len;
+        self.k.truncate(own * self.batch() * self.row);
+        self.v.truncate(own * self.batch() * self.row);
     }
 
     pub fn reset(&mut self) {
         *self = Self::default();
     }
 
-    /// Replicates a batch-1 cache into `n` sequences.
+    /// Back to one flat layout: the shared positions copied into every sequence.
+    fn unshare(&mut self) {
+        let Some(sh) = self.shared.take() else { return };
+        let (b, row) = (self.batch(), self.row);
+        let flat = |shared: &[f16], own: &[f16]| {
+            let mut out = Vec::with_capacity((self.len.div_ceil(KV_CHUNK) * KV_CHUNK).max(1) * b * row);
+            for p in shared.chunks_exact(row) {
+                for _ in 0..b {
+                    out.extend_from_slice(p);
+                }
+            }
+            out.extend_from_slice(own);
+            out
+        };
+        self.k = flat(&sh.k, &self.k);
+        self.v = flat(&sh.v, &self.v);
+    }
+
+    /// Turns a batch-1 cache into `n` sequences that share what it holds.
     pub fn fork(&mut self, n: usize) -> Result<()> {
         if self.len == 0 || n == 1 {
             return Ok(());
         }
-        if self.batch != 1 {
-            return Err(gen_err(format!("fork_batch needs a single-sequence cache, it holds {}", self.batch)));
+        if self.batch() != 1 {
+            return Err(gen_err(format!("fork_batch needs a single-sequence cache, it holds {}", self.batch())));
         }
-        let row = self.row;
-        let cap = (self.len + 1).div_ceil(KV_CHUNK) * KV_CHUNK * n * row;
-        let rep = |src: &[f32]| {
-            let mut out = Vec::with_capacity(cap);
-            for p in src.chunks_exact(row) {
-                for _ in 0..n {
-                    out.extend_from_slice(p);
-                }
-            }
-            out
+        let (k, v) = (std::mem::take(&mut self.k), std::mem::take(&mut self.v));
+        let shared = match self.shared.take() {
+            None => KvShared { k, v, len: self.len },
+            Some(sh) => KvShared { k: [sh.k.as_slice(), &k].concat(), v: [sh.v.as_slice(), &v].concat(), len: self.len },
         };
-        self.k = rep(&self.k);
-        self.v = rep(&self.v);
+        self.shared = Some(Arc::new(shared));
+        self.k = Vec::with_capacity(KV_CHUNK * n * self.row);
+        self.v = Vec::with_capacity(KV_CHUNK * n * self.row);
         self.batch = n;
         Ok(())
     }
@@ -367,9 +400,9 @@ impl KvCache {
         }
         // In place, front to back: a kept row only ever moves towards the
         // start (no new allocation, no page faults on fresh memory).
-        let (row, nb) = (self.row, keep.len());
+        let (row, nb, own) = (self.row, keep.len(), self.len - self.shared_len());
         for buf in [&mut self.k, &mut self.v] {
-            for p in 0..self.len {
+            for p in 0..own {
                 for (j, &i) in keep.iter().enumerate() {
                     let src = (p * b + i) * row;
                     let dst = (p * nb + j) * row;
@@ -378,10 +411,30 @@ impl KvCache {
                     }
                 }
             }
-            buf.truncate(self.len * nb * row);
+            buf.truncate(own * nb * row);
         }
         self.batch = nb;
         Ok(())
+    }
+
+    /// The keys `range` of sequence `bi`, from KV-row column `col` on, as
+    /// spans for `kernels::attend_rows`: the shared part, then its own.
+    fn spans(&self, bi: usize, col: usize, range: std::ops::Range<usize>) -> [kernels::KvSpan<'_>; 2] {
+        let sl = self.shared_len();
+        let empty: &[f16] = &[];
+        let shared = match &self.shared {
+            Some(sh) if col < sh.k.len() => kernels::KvSpan {
+                k: &sh.k[col..],
+                v: &sh.v[col..],
+                stride: self.row,
+                keys: range.start.min(sl)..range.end.min(sl),
+            },
+            _ => kernels::KvSpan { k: empty, v: empty, stride: self.row, keys: 0..0 },
+        };
+        let off = bi * self.row + col;
+        let (k, v) = if off < self.k.len() { (&self.k[off..], &self.v[off..]) } else { (empty, empty) };
+        let own = kernels::KvSpan { k, v, stride: self.batch() * self.row, keys: range.start.max(sl) - sl..range.end.max(sl) - sl };
+        [shared, own]
     }
 }
 
@@ -451,46 +504,42 @@ pub fn attention(
     if q.len() != b * s * n_head * d || kv.row != n_kv * d || kv.batch() != b || kv.len() != pos + s {
         return Err(gen_err("attention: query and cache shapes disagree"));
     }
-    let mut qh = Vec::with_capacity(q.len());
-    round_f16(q, &mut qh);
+    let mut qh = vec![f16::ZERO; q.len()];
+    qh.convert_from_f32_slice(q);
+    let mut qf = vec![0f32; q.len()];
+    qh.convert_to_f32_slice(&mut qf);
+    let qh = qf;
     let group = n_head / n_kv;
-    let (kc, vc, row) = (&kv.k, &kv.v, kv.row);
     let mut out = vec![0f32; q.len()];
-    let one_row = |r: usize, o: &mut [f32]| {
-        let h = r % n_head;
-        let t = (r / n_head) % s;
-        let bi = r / (n_head * s);
-        let kh = h / group;
-        let p = pos + t;
-        let start = window_start(p, window);
-        let qr = &qh[r * d..(r + 1) * d];
-        let off = bi * row + kh * d;
-        if kernels::attend_row(qr, &kc[off..], &vc[off..], b * row, start..p + 1, scale, o) {
-            return;
-        }
-        let at = |j: usize| (j * b + bi) * row + kh * d;
-        // llama.cpp's CPU flash attention with an f16 V cache: online
-        // softmax over keys in order, the V accumulator kept in f16.
+    // The portable loop (no exact kernel for this CPU or head size):
+    // llama.cpp's CPU flash attention with an f16 V cache — online softmax
+    // over keys in order, the V accumulator kept in f16.
+    let portable = |qr: &[f32], spans: &[kernels::KvSpan], o: &mut [f32]| {
         let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
-        for j in start..=p {
-            let sc = dot(qr, &kc[at(j)..at(j) + d]) * scale;
-            let (ms, vs) = if sc > m {
-                let ms = (m - sc).exp();
-                m = sc;
-                (ms, 1.0)
-            } else {
-                (1.0, (sc - m).exp())
-            };
-            if ms != 1.0 {
-                for a in o.iter_mut() {
-                    *a = r16(*a * ms);
+        let (mut kr, mut vr) = (vec![0f32; d], vec![0f32; d]);
+        o.fill(0.0);
+        for span in spans {
+            for j in span.keys.clone() {
+                span.k[j * span.stride..j * span.stride + d].convert_to_f32_slice(&mut kr);
+                span.v[j * span.stride..j * span.stride + d].convert_to_f32_slice(&mut vr);
+                let sc = dot(qr, &kr) * scale;
+                let (ms, vs) = if sc > m {
+                    let ms = (m - sc).exp();
+                    m = sc;
+                    (ms, 1.0)
+                } else {
+                    (1.0, (sc - m).exp())
+                };
+                if ms != 1.0 {
+                    for a in o.iter_mut() {
+                        *a = r16(*a * ms);
+                    }
                 }
+                for (a, &x) in o.iter_mut().zip(&vr) {
+                    *a = r16(*a + x * vs);
+                }
+                sum = sum * ms + vs;
             }
-            let vr = &vc[at(j)..at(j) + d];
-            for (a, &x) in o.iter_mut().zip(vr) {
-                *a = r16(*a + x * vs);
-            }
-            sum = sum * ms + vs;
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
         for a in o.iter_mut() {
@@ -506,11 +555,11 @@ pub fn attention(
         let bi = r0 / (n_head * s);
         let kh = (r0 % n_head) / group;
         let p = pos + t;
-        let off = bi * row + kh * d;
+        let spans = kv.spans(bi, kh * d, window_start(p, window)..p + 1);
         let qs = &qh[r0 * d..(r0 + group) * d];
-        if !kernels::attend_rows(qs, d, &kc[off..], &vc[off..], b * row, window_start(p, window)..p + 1, scale, o) {
-            for (i, o) in o.chunks_mut(d).enumerate() {
-                one_row(r0 + i, o);
+        if !kernels::attend_rows(qs, d, &spans, scale, o) {
+            for (qr, o) in qs.chunks(d).zip(o.chunks_mut(d)) {
+                portable(qr, &spans, o);
             }
         }
     };
@@ -875,9 +924,23 @@ mod tests {
     }
 
     fn f16r(x: &[f32]) -> Vec<f32> {
-        let mut o = Vec::new();
-        round_f16(x, &mut o);
-        o
+        x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+    }
+
+    fn f32s(x: &[f16]) -> Vec<f32> {
+        x.iter().map(|v| v.to_f32()).collect()
+    }
+
+    /// Keys of sequence `bi` at positions `range`, row `row` wide, read
+    /// through the spans attention sees.
+    fn keys_seen(c: &KvCache, bi: usize, range: std::ops::Range<usize>) -> Vec<f32> {
+        let mut out = Vec::new();
+        for sp in c.spans(bi, 0, range) {
+            for j in sp.keys {
+                out.extend(f32s(&sp.k[j * sp.stride..j * sp.stride + c.row]));
+            }
+        }
+        out
     }
 
     #[test]
@@ -895,6 +958,33 @@ mod tests {
             let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             // the accumulator is f16 (as llama.cpp's): ~2^-11 relative per step
             assert!(diff < 2e-3, "window {w:?}: diff {diff}");
+        }
+    }
+
+    /// A batch forked from one prompt (the prompt stored once) attends
+    /// exactly as a batch that holds its own copy of the prompt.
+    #[test]
+    fn shared_prompt_attention_equals_per_sequence_copies() {
+        let (nh, nkv, d, pos, b) = (6, 2, 64, 37, 3);
+        let row = nkv * d;
+        let prompt = rand(pos * row, 21);
+        let (k1, v1) = (rand(b * row, 22), rand(b * row, 23));
+        let q = rand(b * nh * d, 24);
+        for w in [None, Some(8)] {
+            let mut shared = KvCache::default();
+            shared.append(&prompt, &prompt, 1, pos).unwrap();
+            shared.fork(b).unwrap();
+            shared.append(&k1, &v1, b, 1).unwrap();
+            let mut flat = KvCache::default();
+            let copies: Vec<f32> = (0..b).flat_map(|_| prompt.clone()).collect();
+            flat.append(&copies, &copies, b, pos).unwrap();
+            flat.append(&k1, &v1, b, 1).unwrap();
+            assert_eq!((shared.shared_len(), flat.shared_len()), (pos, 0));
+            let run = |c: &KvCache| -> Vec<u32> {
+                let t = attention(&q, c, b, 1, nh, nkv, d, pos, w, 0.125).unwrap();
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+            };
+            assert_eq!(run(&shared), run(&flat), "window {w:?}");
         }
     }
 
@@ -931,20 +1021,46 @@ mod tests {
         c.append(&k, &k, 1, 300).unwrap();
         assert_eq!(c.len(), 300);
         assert!(c.k.capacity() >= 512 * 8);
-        assert_eq!(c.k, f16r(&k));
+        assert_eq!(f32s(&c.k), f16r(&k));
+        assert_eq!(c.bytes(), (c.k.capacity() + c.v.capacity()) * 2);
         c.truncate(10);
         let snapshot = c.clone();
         c.append(&[1.0; 8], &[1.0; 8], 1, 1).unwrap();
         assert_eq!(c.len(), 11);
         assert_eq!(snapshot.len(), 10);
-        assert_eq!(snapshot.k, f16r(&k[..80]));
+        assert_eq!(f32s(&snapshot.k), f16r(&k[..80]));
         c.fork(3).unwrap();
-        assert_eq!(c.batch(), 3);
+        assert_eq!((c.batch(), c.shared_len()), (3, 11));
+        // the prompt is stored once: no copies per sequence
+        assert!(c.k.is_empty());
         c.append(&[2.0; 24], &[2.0; 24], 3, 1).unwrap();
-        // position 10 is the 1.0 row for all three sequences, then 2.0
-        assert_eq!(&c.k[10 * 24..11 * 24], &[1.0; 24]);
-        assert_eq!(&c.k[11 * 24..12 * 24], &[2.0; 24]);
+        for bi in 0..3 {
+            let seen = keys_seen(&c, bi, 0..12);
+            assert_eq!(&seen[..80], &f16r(&k[..80])[..], "sequence {bi}");
+            assert_eq!(&seen[80..], &[[1.0; 8], [2.0; 8]].concat()[..], "sequence {bi}");
+            // a window that starts inside the shared part, and one past it
+            assert_eq!(keys_seen(&c, bi, 9..12), seen[72..].to_vec());
+            assert_eq!(keys_seen(&c, bi, 11..12), seen[88..].to_vec());
+        }
         assert!(c.append(&[0.0; 8], &[0.0; 8], 1, 1).is_err());
+        // rolling back into the shared part gives every sequence its copy
+        let mut r = c.clone();
+        r.truncate(5);
+        assert_eq!((r.len(), r.shared_len(), r.batch()), (5, 0, 3));
+        for bi in 0..3 {
+            assert_eq!(keys_seen(&r, bi, 0..5), f16r(&k[..40]));
+        }
+        // the clone did not touch `c`'s shared prompt
+        assert_eq!(keys_seen(&c, 2, 0..10), f16r(&k[..80]));
+        // dropping sequences keeps the shared part
+        c.append(&[3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0], &[0.0; 24], 3, 1).unwrap();
+        c.retain(&[2]).unwrap();
+        assert_eq!((c.batch(), c.shared_len(), c.len()), (1, 11, 13));
+        assert_eq!(&keys_seen(&c, 0, 11..13), &[[2.0; 8], [5.0; 8]].concat()[..]);
+        // a batch-1 cache with a shared part forks again (prompt + its own part)
+        c.fork(2).unwrap();
+        assert_eq!((c.batch(), c.shared_len()), (2, 13));
+        assert_eq!(keys_seen(&c, 1, 0..13), keys_seen(&c, 0, 0..13));
     }
 
     #[test]

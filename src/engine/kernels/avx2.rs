@@ -17,6 +17,7 @@
 
 use super::blocks::{Acts, Packed, QK};
 use half::f16;
+use super::KvSpan;
 use std::arch::x86_64::*;
 
 pub const KD_Q4_1: u8 = 0;
@@ -350,29 +351,23 @@ unsafe fn r16x8(x: __m256) -> __m256 {
 /// FMA accumulators over 64-element steps, then its reduction), the online softmax with libm `expf`, and the
 /// V accumulator kept in f16 (`ggml_vec_scale_f16`, `ggml_vec_mad_f16`).
 ///
-/// `q` holds f16-rounded values (`d` of them); key/value `j` of `keys` start
-/// at `kb + j·stride` / `vb + j·stride` (f16-rounded f32). Writes `o` (`d`).
+/// `q` holds f16-rounded values (`d` of them); the keys are the spans' keys in
+/// order (key/value `j` of a span at `k/v[j·stride..]`). Writes `o` (`d`).
 ///
 /// # Safety
 /// CPU has AVX2/FMA/F16C; every key/value row is in bounds; `d % 8 == 0`.
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn attend_row(
-    q: &[f32],
-    kb: *const f32,
-    vb: *const f32,
-    stride: usize,
-    keys: std::ops::Range<usize>,
-    scale: f32,
-    o: &mut [f32],
-) {
+pub unsafe fn attend_row(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32]) {
     let d = q.len();
     let np = d & !63;
     for a in o.iter_mut() {
         *a = 0.0;
     }
     let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
-    for j in keys {
+    let load8 = |p: *const f16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+    for span in spans {
+    let (kb, vb, stride) = (span.k.as_ptr(), span.v.as_ptr(), span.stride);
+    for j in span.keys.clone() {
         let kr = kb.add(j * stride);
         // ggml_vec_dot_f16 as the AVX-512 build runs it: 4 accumulators of
         // 16 lanes over 64-element steps (each 16-lane register is a lo/hi
@@ -384,7 +379,7 @@ pub unsafe fn attend_row(
         while i < np {
             for (a, acc) in acc.iter_mut().enumerate() {
                 for (h, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm256_loadu_ps(kr.add(i + 16 * a + 8 * h));
+                    let x = load8(kr.add(i + 16 * a + 8 * h));
                     let y = _mm256_loadu_ps(q.as_ptr().add(i + 16 * a + 8 * h));
                     *acc = _mm256_fmadd_ps(x, y, *acc);
                 }
@@ -399,7 +394,7 @@ pub unsafe fn attend_row(
         let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
         let mut sf = _mm_cvtss_f32(t) as f64;
         for i in np..d {
-            sf += (*kr.add(i) * q[i]) as f64;
+            sf += ((*kr.add(i)).to_f32() * q[i]) as f64;
         }
         let s = (sf as f32) * scale;
         let vr = vb.add(j * stride);
@@ -418,10 +413,11 @@ pub unsafe fn attend_row(
         let vsv = _mm256_set1_ps(vs);
         for i in (0..d).step_by(8) {
             let p = o.as_mut_ptr().add(i);
-            _mm256_storeu_ps(p, r16x8(_mm256_fmadd_ps(_mm256_loadu_ps(vr.add(i)), vsv, _mm256_loadu_ps(p))));
+            _mm256_storeu_ps(p, r16x8(_mm256_fmadd_ps(load8(vr.add(i)), vsv, _mm256_loadu_ps(p))));
         }
         // `S = S*ms + vs`, contracted to an FMA by the C compiler
         sum = sum.mul_add(ms, vs);
+    }
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for a in o.iter_mut() {

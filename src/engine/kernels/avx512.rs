@@ -23,6 +23,7 @@
 
 use super::avx2::{self, KD_Q4_1, KD_Q5_0, KD_Q6K};
 use super::blocks::{Acts, Packed, QK};
+use super::KvSpan;
 use std::arch::x86_64::*;
 
 /// True when this CPU has what these kernels use.
@@ -219,70 +220,94 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
 /// every lane to f16 after each key, as the AVX2 version does in memory).
 /// The `R` rows are independent dependency chains through the same K/V
 /// loads: the f16 round trip after every key no longer serialises the loop.
-/// `d` = `16·N` must be a multiple of 64 (no f64 leftovers).
+/// `d` = `16·N` must be a multiple of 64 (no f64 leftovers). The keys are
+/// the spans' keys in order (the softmax state carries from one to the next).
 ///
 /// # Safety
 /// CPU has the features of [`available`]; `q.len() == o.len() == R·16·N`
-/// (row `i` at `i·16·N`); key and value `j` for every `j` in `keys` start at
-/// `kb/vb + j·stride` and hold `16·N` floats.
+/// (row `i` at `i·16·N`); every span's key and value `j` lie inside its
+/// slices and hold `16·N` values (checked by `kernels::attend_rows`).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub unsafe fn attend_rows<const N: usize, const R: usize>(
-    q: &[f32],
-    kb: *const f32,
-    vb: *const f32,
-    stride: usize,
-    keys: std::ops::Range<usize>,
-    scale: f32,
-    o: &mut [f32],
-) {
+pub unsafe fn attend_rows<const N: usize, const R: usize>(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32]) {
     #[inline(always)]
     unsafe fn r16(x: __m512) -> __m512 {
         _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
     }
     let d = 16 * N;
     debug_assert!(N % 4 == 0 && q.len() == R * d && o.len() == R * d);
+    // Keys go in blocks of `B`, three phases each: (1) the Q·K scores of the
+    // block, (2) the online-softmax bookkeeping in key order (scalar, with
+    // libm `expf` — a call clobbers every vector register, so no output row
+    // is live here), (3) the V updates in key order with the output rows in
+    // registers. Every row sees the same operations in the same order as the
+    // key-at-a-time loop; only when they run moves. Before the split, each
+    // `expf` call forced the R·N output registers out to the stack and back.
+    const B: usize = 16;
     let mut ov = [[_mm512_setzero_ps(); N]; R];
     let (mut m, mut sum) = ([f32::NEG_INFINITY; R], [0f32; R]);
-    for j in keys {
-        let kr = kb.add(j * stride);
-        let vr = vb.add(j * stride);
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        for i in 0..N {
-            let kv = _mm512_loadu_ps(kr.add(16 * i));
-            for r in 0..R {
-                acc[r][i % 4] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q.as_ptr().add(r * d + 16 * i)), acc[r][i % 4]);
-            }
-        }
-        let mut vs = [0f32; R];
-        for r in 0..R {
-            let a = &acc[r];
-            let s16 = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
-            let t3 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(s16), _mm512_castps512_ps256(s16));
-            let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
-            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
-            let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
-            let s = _mm_cvtss_f32(t) * scale;
-            let ms;
-            if s > m[r] {
-                ms = (m[r] - s).exp();
-                m[r] = s;
-                let msv = _mm512_set1_ps(ms);
-                for x in ov[r].iter_mut() {
-                    *x = r16(_mm512_mul_ps(*x, msv));
+    let (mut sc, mut msb, mut vsb) = ([[0f32; B]; R], [[1f32; B]; R], [[0f32; B]; R]);
+    for span in spans {
+    let (kb, vb, stride, keys) = (span.k.as_ptr(), span.v.as_ptr(), span.stride, span.keys.clone());
+    let mut j0 = keys.start;
+    while j0 < keys.end {
+        let nb = (keys.end - j0).min(B);
+        for jj in 0..nb {
+            let kr = kb.add((j0 + jj) * stride);
+            let mut acc = [[_mm512_setzero_ps(); 4]; R];
+            for i in 0..N {
+                let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kr.add(16 * i) as *const __m256i));
+                for r in 0..R {
+                    acc[r][i % 4] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q.as_ptr().add(r * d + 16 * i)), acc[r][i % 4]);
                 }
-                vs[r] = 1.0;
-            } else {
-                ms = 1.0;
-                vs[r] = (s - m[r]).exp();
             }
-            sum[r] = sum[r].mul_add(ms, vs[r]);
-        }
-        for i in 0..N {
-            let vv = _mm512_loadu_ps(vr.add(16 * i));
             for r in 0..R {
-                ov[r][i] = r16(_mm512_fmadd_ps(vv, _mm512_set1_ps(vs[r]), ov[r][i]));
+                let a = &acc[r];
+                let s16 = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                let t3 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(s16), _mm512_castps512_ps256(s16));
+                let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+                let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+                let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
+                sc[r][jj] = _mm_cvtss_f32(t) * scale;
             }
         }
+        for jj in 0..nb {
+            for r in 0..R {
+                let s = sc[r][jj];
+                // A new maximum rescales the output (ms < 1, vs = 1); `ms`
+                // stays 1 otherwise, and rescaling by exactly 1 would leave
+                // the (f16-valued) output unchanged, so phase 3 skips it.
+                let (ms, vs) = if s > m[r] {
+                    let ms = (m[r] - s).exp();
+                    m[r] = s;
+                    (ms, 1.0)
+                } else {
+                    (1.0, (s - m[r]).exp())
+                };
+                sum[r] = sum[r].mul_add(ms, vs);
+                msb[r][jj] = ms;
+                vsb[r][jj] = vs;
+            }
+        }
+        for jj in 0..nb {
+            let vr = vb.add((j0 + jj) * stride);
+            for r in 0..R {
+                let ms = msb[r][jj];
+                if ms != 1.0 {
+                    let msv = _mm512_set1_ps(ms);
+                    for x in ov[r].iter_mut() {
+                        *x = r16(_mm512_mul_ps(*x, msv));
+                    }
+                }
+            }
+            for i in 0..N {
+                let vv = _mm512_cvtph_ps(_mm256_loadu_si256(vr.add(16 * i) as *const __m256i));
+                for r in 0..R {
+                    ov[r][i] = r16(_mm512_fmadd_ps(vv, _mm512_set1_ps(vsb[r][jj]), ov[r][i]));
+                }
+            }
+        }
+        j0 += nb;
+    }
     }
     for r in 0..R {
         let inv = _mm512_set1_ps(if sum[r] == 0.0 { 0.0 } else { 1.0 / sum[r] });

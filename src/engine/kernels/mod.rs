@@ -155,27 +155,39 @@ pub fn par_chunks2(g: &mut [f32], u: &[f32], f: &(dyn Fn(&mut [f32], &[f32]) + S
     });
 }
 
+/// A run of cached keys and values (f16, as llama.cpp's default KV cache):
+/// key and value `j` of `keys` start at `k[j·stride..]` and `v[j·stride..]`.
+/// A query's keys may come in several spans — a prompt stored once for a
+/// whole batch, then the sequence's own positions — walked in order.
+#[derive(Clone, Debug)]
+pub struct KvSpan<'a> {
+    pub k: &'a [half::f16],
+    pub v: &'a [half::f16],
+    pub stride: usize,
+    pub keys: std::ops::Range<usize>,
+}
+
 /// One query row of attention in llama.cpp's flash-attention arithmetic (see
-/// `avx2::attend_row`). Key/value `j` start at `k[j·stride..]`/`v[j·stride..]`.
-/// Returns false (and leaves `o` alone) when there is no exact kernel for this
-/// CPU or shape, so the caller falls back to its portable loop.
-#[allow(clippy::too_many_arguments)]
-pub fn attend_row(q: &[f32], k: &[f32], v: &[f32], stride: usize, keys: std::ops::Range<usize>, scale: f32, o: &mut [f32]) -> bool {
-    attend_rows(q, q.len(), k, v, stride, keys, scale, o)
+/// `avx2::attend_row`) over the keys of `spans`, in order. Returns false (and
+/// leaves `o` alone) when there is no exact kernel for this CPU or shape, so
+/// the caller falls back to its portable loop.
+pub fn attend_row(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32]) -> bool {
+    attend_rows(q, q.len(), spans, scale, o)
 }
 
 /// [`attend_row`] for several query rows of width `d` (`q`, `o`: rows back
 /// to back) that see the same keys — the heads of one KV group. On AVX-512
 /// CPUs, head sizes 64/128/256 run `avx512::attend_rows` (up to 4/2/1 rows
 /// per pass through the keys); each row's floats are those of `attend_row`.
-#[allow(clippy::too_many_arguments)]
-pub fn attend_rows(q: &[f32], d: usize, k: &[f32], v: &[f32], stride: usize, keys: std::ops::Range<usize>, scale: f32, o: &mut [f32]) -> bool {
-    if d == 0 || d % 8 != 0 || q.len() % d != 0 || o.len() != q.len() || keys.is_empty() {
+pub fn attend_rows(q: &[f32], d: usize, spans: &[KvSpan], scale: f32, o: &mut [f32]) -> bool {
+    if d == 0 || d % 8 != 0 || q.len() % d != 0 || o.len() != q.len() || spans.iter().all(|s| s.keys.is_empty()) {
         return false;
     }
-    let end = (keys.end - 1) * stride + d;
-    if k.len() < end || v.len() < end {
-        return false;
+    for s in spans.iter().filter(|s| !s.keys.is_empty()) {
+        let end = (s.keys.end - 1) * s.stride + d;
+        if s.k.len() < end || s.v.len() < end {
+            return false;
+        }
     }
     let rows = q.len() / d;
     match isa() {
@@ -183,19 +195,18 @@ pub fn attend_rows(q: &[f32], d: usize, k: &[f32], v: &[f32], stride: usize, key
         // SAFETY: features checked by `isa()`; every K/V row is in bounds
         // (checked above); each call gets `r` whole rows of `q` and `o`.
         Isa::Avx512 if d == 64 || d == 128 || d == 256 => unsafe {
-            let (kp, vp) = (k.as_ptr(), v.as_ptr());
             let mut i = 0;
             while i < rows {
                 let r = (rows - i).min(256 / d);
                 let (qs, os) = (&q[i * d..(i + r) * d], &mut o[i * d..(i + r) * d]);
                 match (d, r) {
-                    (64, 1) => avx512::attend_rows::<4, 1>(qs, kp, vp, stride, keys.clone(), scale, os),
-                    (64, 2) => avx512::attend_rows::<4, 2>(qs, kp, vp, stride, keys.clone(), scale, os),
-                    (64, 3) => avx512::attend_rows::<4, 3>(qs, kp, vp, stride, keys.clone(), scale, os),
-                    (64, _) => avx512::attend_rows::<4, 4>(qs, kp, vp, stride, keys.clone(), scale, os),
-                    (128, 1) => avx512::attend_rows::<8, 1>(qs, kp, vp, stride, keys.clone(), scale, os),
-                    (128, _) => avx512::attend_rows::<8, 2>(qs, kp, vp, stride, keys.clone(), scale, os),
-                    _ => avx512::attend_rows::<16, 1>(qs, kp, vp, stride, keys.clone(), scale, os),
+                    (64, 1) => avx512::attend_rows::<4, 1>(qs, spans, scale, os),
+                    (64, 2) => avx512::attend_rows::<4, 2>(qs, spans, scale, os),
+                    (64, 3) => avx512::attend_rows::<4, 3>(qs, spans, scale, os),
+                    (64, _) => avx512::attend_rows::<4, 4>(qs, spans, scale, os),
+                    (128, 1) => avx512::attend_rows::<8, 1>(qs, spans, scale, os),
+                    (128, _) => avx512::attend_rows::<8, 2>(qs, spans, scale, os),
+                    _ => avx512::attend_rows::<16, 1>(qs, spans, scale, os),
                 }
                 i += r;
             }
@@ -205,7 +216,7 @@ pub fn attend_rows(q: &[f32], d: usize, k: &[f32], v: &[f32], stride: usize, key
         // SAFETY: features checked by `isa()`; every row is in bounds (checked above).
         Isa::Avx2 | Isa::Avx512 => unsafe {
             for (qr, or) in q.chunks(d).zip(o.chunks_mut(d)) {
-                avx2::attend_row(qr, k.as_ptr(), v.as_ptr(), stride, keys.clone(), scale, or);
+                avx2::attend_row(qr, spans, scale, or);
             }
             true
         },

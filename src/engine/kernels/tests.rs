@@ -422,32 +422,48 @@ fn v_expf_is_accurate_across_the_range() {
 
 /// The AVX-512 attention rows (outputs kept in registers, 1..=4 rows per
 /// pass) give the AVX2 row's floats bit for bit, for the head sizes they
-/// take, strided K/V, windows that start past 0, and a key order whose
-/// running maximum rises and falls.
+/// take, strided K/V, windows that start past 0, a key order whose running
+/// maximum rises and falls, and keys split over two spans (a shared prompt,
+/// then a sequence's own positions) — the same floats as one span.
 #[test]
 fn avx512_attend_rows_are_bitwise_avx2() {
     if isa() != Isa::Avx512 {
         eprintln!("no AVX-512 on this CPU: nothing to compare");
         return;
     }
+    let h16 = |v: Vec<f32>| v.into_iter().map(half::f16::from_f32).collect::<Vec<_>>();
+    let r16 = |v: Vec<f32>| v.into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect::<Vec<f32>>();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (si, &d) in [64usize, 128, 256].iter().enumerate() {
         let stride = 3 * d;
         let n = 310;
-        let r16 = |v: Vec<f32>| v.into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect::<Vec<f32>>();
-        let k = r16(random_x(n, stride, 40 + si as u64));
-        let v = r16(random_x(n, stride, 50 + si as u64));
+        let k = h16(random_x(n, stride, 40 + si as u64));
+        let v = h16(random_x(n, stride, 50 + si as u64));
         for rows in [1usize, 3, 5, 7] {
             let q = r16(random_x(rows, d, 60 + si as u64 + rows as u64));
             for keys in [0..1, 0..n, 17..n, 250..300] {
+                let one = [KvSpan { k: &k[d..], v: &v[d..], stride, keys: keys.clone() }];
                 let (mut a2, mut a5) = (vec![f32::NAN; rows * d], vec![f32::NAN; rows * d]);
                 let scale = 1.0 / (d as f32).sqrt();
                 for (qr, or) in q.chunks(d).zip(a2.chunks_mut(d)) {
                     // SAFETY: features checked above; all rows in bounds.
-                    unsafe { avx2::attend_row(qr, k.as_ptr().add(d), v.as_ptr().add(d), stride, keys.clone(), scale, or) };
+                    unsafe { avx2::attend_row(qr, &one, scale, or) };
                 }
-                assert!(attend_rows(&q, d, &k[d..], &v[d..], stride, keys.clone(), scale, &mut a5));
+                assert!(attend_rows(&q, d, &one, scale, &mut a5));
                 assert!(a2.iter().all(|x| x.is_finite()));
-                assert_eq!(a2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), a5.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "d={d} rows={rows} keys={keys:?}");
+                assert_eq!(bits(&a2), bits(&a5), "d={d} rows={rows} keys={keys:?}");
+                // The same keys as two spans: the first `cut` in a copy laid
+                // out with another stride, the rest where they were.
+                let cut = keys.start + (keys.end - keys.start) / 3;
+                let copy = |src: &[half::f16]| (keys.start..cut).flat_map(|j| src[d + j * stride..d + j * stride + d].to_vec()).collect::<Vec<_>>();
+                let (k0, v0) = (copy(&k), copy(&v));
+                let two = [
+                    KvSpan { k: &k0, v: &v0, stride: d, keys: 0..cut - keys.start },
+                    KvSpan { k: &k[d..], v: &v[d..], stride, keys: cut..keys.end },
+                ];
+                let mut a6 = vec![f32::NAN; rows * d];
+                assert!(attend_rows(&q, d, &two, scale, &mut a6));
+                assert_eq!(bits(&a5), bits(&a6), "two spans: d={d} rows={rows} keys={keys:?} cut={cut}");
             }
         }
     }
