@@ -182,3 +182,51 @@ fn a_second_message_reuses_the_shared_prefix_and_warm_up_fills_it() {
         assert!(check::garbled(&x.text).is_empty(), "{}", x.text);
     }
 }
+
+#[test]
+fn the_speculation_policy_changes_passes_never_drafts() {
+    use brandvoice::engine::lookup::LookupParams;
+    let mut d = drafter();
+    let before = d.speculate();
+    assert_eq!(before, draft::DEFAULT_SPECULATE, "no BRANDVOICE_SPECULATE in the test environment");
+    let fact = Fact { text: "Offline Mode downloads are restored after you sign in again".into(), url: None };
+    let reqs = [
+        DraftRequest { mood: Some("angry".into()), facts: vec![fact], max_tokens: Some(48), ..base("tunely", "twitter", "@tunely your app logged me out AGAIN and now my downloads are gone") },
+        DraftRequest { n: Some(2), ..base("wayfind", "twitter", "Is the price shown for the hotel per night or for the whole stay?") },
+    ];
+    for req in reqs {
+        let v = draft::validate(d.book(), &Limits::default(), req).expect("valid");
+        let mut runs = Vec::new();
+        for p in [LookupParams::default(), draft::DEFAULT_SPECULATE, LookupParams { max_draft: 6, min_ngram: 1, max_ngram: 8 }] {
+            d.set_speculate(p);
+            let r = d.draft(&v, &mut |_| true).expect("pipeline runs");
+            runs.push((p, r));
+        }
+        let (_, plain) = &runs[0];
+        assert_eq!(plain.timings.drafted_tokens, 0);
+        for (p, r) in &runs[1..] {
+            let texts = |x: &DraftResponse| x.drafts.iter().map(|d| (d.text.clone(), d.seed)).collect::<Vec<_>>();
+            assert_eq!(texts(r), texts(plain), "{p:?}");
+            assert_eq!(r.timings.generated_tokens, plain.timings.generated_tokens, "{p:?}");
+            // Every kept draft token saves exactly one pass; nothing else changes.
+            assert_eq!(r.timings.decode_forwards + r.timings.accepted_tokens, plain.timings.decode_forwards, "{p:?}: {:?}", r.timings);
+            assert!(r.timings.accepted_tokens <= r.timings.drafted_tokens);
+        }
+        // Drafting after any 1-token match proposes more than the default does.
+        assert!(runs[2].1.timings.drafted_tokens >= runs[1].1.timings.drafted_tokens && runs[2].1.timings.drafted_tokens > 0, "{:?}", runs.iter().map(|r| r.1.timings.drafted_tokens).collect::<Vec<_>>());
+    }
+    d.set_speculate(before);
+}
+
+#[test]
+fn short_channels_get_a_compact_prompt_with_two_exemplars() {
+    let mut d = drafter();
+    let tw = draft::validate(d.book(), &Limits::default(), base("tunely", "twitter", "where is my hoodie?")).expect("valid");
+    let em = draft::validate(d.book(), &Limits::default(), base("tunely", "email", "where is my hoodie?")).expect("valid");
+    let (pt, pe) = (d.plan(&tw, "neutral", "en").expect("plan"), d.plan(&em, "neutral", "en").expect("plan"));
+    assert_eq!((pt.exemplars.len(), pe.exemplars.len()), (2, 3));
+    let (tt, _) = d.prompt_tokens(&pt, &tw, "neutral", "en").expect("tokens");
+    let (te, _) = d.prompt_tokens(&pe, &em, "neutral", "en").expect("tokens");
+    // The twitter prompt was ~630 tokens before the compact form.
+    assert!(tt.len() < 450 && tt.len() < te.len(), "twitter {} tokens, email {}", tt.len(), te.len());
+}

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// How many exemplar replies go into a prompt.
+/// How many exemplar replies go into a prompt when `drafting.yaml` does not
+/// say otherwise for the channel (`prompt_size`).
 pub const EXEMPLARS_PER_PROMPT: usize = 3;
 
 /// `prompts/drafting.yaml`.
@@ -43,6 +44,32 @@ pub struct DraftingData {
     /// channel's own limit; the smaller of the two applies).
     #[serde(default)]
     pub length_budget: BTreeMap<String, LengthBudget>,
+    /// Channel → how much of the brand guide the prompt carries (channels
+    /// not listed: [`PromptSize::default`]).
+    #[serde(default)]
+    pub prompt_size: BTreeMap<String, PromptSize>,
+}
+
+/// How much of the brand guide goes into a channel's prompt. Every prompt
+/// token is attention work in every decode step and in the prefill of each
+/// request's own turn, so a channel whose replies are one or two sentences
+/// gets a compact prompt: the voice's first sentence and the trait names
+/// instead of the whole voice and trait descriptions, the channel rules on
+/// one line, a few of the allowed emoji, fewer exemplar turns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSize {
+    /// Exemplar replies (earlier user/assistant turns).
+    pub exemplars: usize,
+    /// The compact form of the system part (see above).
+    #[serde(default)]
+    pub compact: bool,
+}
+
+impl Default for PromptSize {
+    fn default() -> Self {
+        PromptSize { exemplars: EXEMPLARS_PER_PROMPT, compact: false }
+    }
 }
 
 /// How much text generation may produce for a channel, in weighted
@@ -60,6 +87,11 @@ impl DraftingData {
         let path = prompts_dir.join("drafting.yaml");
         let text = std::fs::read_to_string(&path).map_err(|e| invalid_file(&path, e))?;
         serde_yaml::from_str(&text).map_err(|e| invalid_file(&path, e))
+    }
+
+    /// The prompt size for `channel`.
+    pub fn prompt_size(&self, channel: &str) -> PromptSize {
+        self.prompt_size.get(channel).copied().unwrap_or_default()
     }
 
     pub fn language_name<'a>(&'a self, code: &'a str) -> &'a str {
@@ -274,9 +306,11 @@ impl Planner {
             Some(l) => format!("at most {} {} (aim for well under)", l.max, unit_name(&l.unit)),
             None => "short".to_string(),
         };
+        let size = data.prompt_size(&req.channel);
         let ctx_brand = context! {
             name => &g.name,
             voice => &g.voice,
+            voice_lead => first_sentence(&g.voice),
             traits => g.traits.iter().map(|t| context! { name => &t.name, description => &t.description }).collect::<Vec<_>>(),
             banned => g.vocabulary.banned.iter().filter(|b| b.term.is_ascii() || language != "en").map(|b| b.term.as_str()).collect::<Vec<_>>(),
         };
@@ -306,7 +340,7 @@ impl Planner {
         };
         let tmpl = self.env.get_template(template).map_err(render_err)?;
         let system = tmpl
-            .render(context! { part => "system", brand => &ctx_brand, channel => &ctx_channel, mood => &ctx_mood })
+            .render(context! { part => "system", compact => size.compact, brand => &ctx_brand, channel => &ctx_channel, mood => &ctx_mood })
             .map_err(render_err)?;
         let history: Vec<_> = req.history.iter().map(|t| context! { role => &t.role, text => &t.text, channel => &t.channel }).collect();
         let facts: Vec<_> = req.facts.iter().map(|f| context! { text => &f.text, url => &f.url }).collect();
@@ -325,6 +359,12 @@ impl Planner {
         let exemplars = exemplars.iter().map(|e| (e.customer.clone(), e.reply.clone())).collect();
         Ok(PromptPlan { system: system.trim().to_string(), exemplars, user: user.trim().to_string() })
     }
+}
+
+/// The first sentence of `text` (all of it when it has one).
+fn first_sentence(text: &str) -> &str {
+    let text = text.trim();
+    crate::style::text::sentences(text).first().map_or(text, |r| &text[r.clone()])
 }
 
 fn render_err(e: minijinja::Error) -> DraftError {
@@ -386,6 +426,31 @@ mod tests {
         let c = planner.render(&book, &data, &req("tunely", "email", "the app crashed again", vec![]), "happy", "en", &[]).unwrap();
         assert_ne!(a.system, c.system);
         assert!(c.system.contains("No emoji."), "{}", c.system);
+    }
+
+    #[test]
+    fn short_channels_get_the_compact_prompt() {
+        let book = StyleBook::load(prompts()).unwrap();
+        let data = DraftingData::load(&prompts()).unwrap();
+        let planner = Planner::load(&prompts()).unwrap();
+        assert_eq!(data.prompt_size("twitter"), PromptSize { exemplars: 2, compact: true });
+        assert_eq!(data.prompt_size("email"), PromptSize::default());
+        assert_eq!(PromptSize::default().exemplars, EXEMPLARS_PER_PROMPT);
+        let voice = &book.brand("tunely").unwrap().guide.voice;
+        let lead = first_sentence(voice);
+        assert!(lead.starts_with("Tunely sounds like") && lead.ends_with("side.") && lead.len() < voice.trim().len(), "{lead}");
+        let tw = planner.render(&book, &data, &req("tunely", "twitter", "the app crashed again", vec![]), "neutral", "en", &[]).unwrap();
+        let em = planner.render(&book, &data, &req("tunely", "email", "the app crashed again", vec![]), "neutral", "en", &[]).unwrap();
+        // Twitter: the voice's first sentence, trait names, the rules on two
+        // lines, four of the allowed emoji; email: the whole voice and traits.
+        assert!(tw.system.contains(&format!("Voice: {lead} Traits: warm, playful, plain-spoken.")), "{}", tw.system);
+        assert!(!tw.system.contains("policy words") && em.system.contains("policy words"), "{}", tw.system);
+        assert!(!tw.system.contains("glad you wrote") && em.system.contains("- warm: We sound like a person who is glad you wrote."));
+        assert!(tw.system.contains("Emoji: at most 2, e.g. 🎵 🎶 🎧 💜.") && !tw.system.contains("🥳"), "{}", tw.system);
+        assert!(tw.system.contains("- Links only from the facts; at most 1 hashtag; no account numbers, emails or phone numbers; no signature (it is added for you)."), "{}", tw.system);
+        // What the mood and the facts rule say is kept in full.
+        assert!(tw.system.contains("The customer is neutral:") && tw.system.contains("never invent order numbers"), "{}", tw.system);
+        assert!(tw.system.len() * 4 < em.system.len() * 3, "{} vs {} bytes", tw.system.len(), em.system.len());
     }
 
     #[test]
