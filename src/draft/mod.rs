@@ -787,7 +787,16 @@ fn speculate_params() -> LookupParams {
     static P: std::sync::OnceLock<LookupParams> = std::sync::OnceLock::new();
     *P.get_or_init(|| {
         let Ok(v) = std::env::var("BRANDVOICE_SPECULATE") else { return DEFAULT_SPECULATE };
-        let n: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        let Some(n) = parse_speculate(&v) else {
+            let d = DEFAULT_SPECULATE;
+            tracing::warn!(
+                "BRANDVOICE_SPECULATE must be K[,MIN_NGRAM[,MAX_NGRAM]] (whole numbers), got `{v}`; using the default {},{},{}",
+                d.max_draft,
+                d.min_ngram,
+                d.max_ngram
+            );
+            return DEFAULT_SPECULATE;
+        };
         let mut p = DEFAULT_SPECULATE;
         if let Some(&k) = n.first() {
             p.max_draft = k;
@@ -798,6 +807,14 @@ fn speculate_params() -> LookupParams {
         p.max_ngram = n.get(2).copied().unwrap_or(p.max_ngram).max(p.min_ngram);
         p
     })
+}
+
+/// The fields of `BRANDVOICE_SPECULATE` (one to three whole numbers), or
+/// `None` when any field is not one: a typo must not shift the others into
+/// the wrong places.
+fn parse_speculate(v: &str) -> Option<Vec<usize>> {
+    let n: Vec<usize> = v.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+    (1..=3).contains(&n.len()).then_some(n)
 }
 
 /// Temperature of the regeneration rounds when the request asked for less
@@ -811,6 +828,17 @@ fn ms(since: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speculate_setting_rejects_bad_fields_instead_of_shifting_them() {
+        assert_eq!(parse_speculate("3"), Some(vec![3]));
+        assert_eq!(parse_speculate(" 6, 2 ,4"), Some(vec![6, 2, 4]));
+        assert_eq!(parse_speculate("0"), Some(vec![0]));
+        assert_eq!(parse_speculate("x,2"), None);
+        assert_eq!(parse_speculate("3,,8"), None);
+        assert_eq!(parse_speculate("1,2,3,4"), None);
+        assert_eq!(parse_speculate(""), None);
+    }
 
     #[test]
     fn built_in_prompt_data_parses() {
