@@ -504,11 +504,8 @@ pub fn attention(
     if q.len() != b * s * n_head * d || kv.row != n_kv * d || kv.batch() != b || kv.len() != pos + s {
         return Err(gen_err("attention: query and cache shapes disagree"));
     }
-    let mut qh = vec![f16::ZERO; q.len()];
-    qh.convert_from_f32_slice(q);
-    let mut qf = vec![0f32; q.len()];
-    qh.convert_to_f32_slice(&mut qf);
-    let qh = qf;
+    // Q at f16 precision, as llama.cpp converts it for the K·Q dot product.
+    let qh: Vec<f32> = q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
     let group = n_head / n_kv;
     let mut out = vec![0f32; q.len()];
     // The portable loop (no exact kernel for this CPU or head size):

@@ -366,58 +366,58 @@ pub unsafe fn attend_row(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32])
     let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
     let load8 = |p: *const f16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
     for span in spans {
-    let (kb, vb, stride) = (span.k.as_ptr(), span.v.as_ptr(), span.stride);
-    for j in span.keys.clone() {
-        let kr = kb.add(j * stride);
-        // ggml_vec_dot_f16 as the AVX-512 build runs it: 4 accumulators of
-        // 16 lanes over 64-element steps (each 16-lane register is a lo/hi
-        // pair of 8-lane ones here), reduced acc0+acc2, acc1+acc3, then the
-        // two; then GCC's `_mm512_reduce_add_ps`: hi256+lo256, hi128+lo128,
-        // [0]+[2] and [1]+[3], then those two. Leftovers in f64, as ggml.
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        let mut i = 0;
-        while i < np {
-            for (a, acc) in acc.iter_mut().enumerate() {
-                for (h, acc) in acc.iter_mut().enumerate() {
-                    let x = load8(kr.add(i + 16 * a + 8 * h));
-                    let y = _mm256_loadu_ps(q.as_ptr().add(i + 16 * a + 8 * h));
-                    *acc = _mm256_fmadd_ps(x, y, *acc);
+        let (kb, vb, stride) = (span.k.as_ptr(), span.v.as_ptr(), span.stride);
+        for j in span.keys.clone() {
+            let kr = kb.add(j * stride);
+            // ggml_vec_dot_f16 as the AVX-512 build runs it: 4 accumulators of
+            // 16 lanes over 64-element steps (each 16-lane register is a lo/hi
+            // pair of 8-lane ones here), reduced acc0+acc2, acc1+acc3, then the
+            // two; then GCC's `_mm512_reduce_add_ps`: hi256+lo256, hi128+lo128,
+            // [0]+[2] and [1]+[3], then those two. Leftovers in f64, as ggml.
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            let mut i = 0;
+            while i < np {
+                for (a, acc) in acc.iter_mut().enumerate() {
+                    for (h, acc) in acc.iter_mut().enumerate() {
+                        let x = load8(kr.add(i + 16 * a + 8 * h));
+                        let y = _mm256_loadu_ps(q.as_ptr().add(i + 16 * a + 8 * h));
+                        *acc = _mm256_fmadd_ps(x, y, *acc);
+                    }
                 }
+                i += 64;
             }
-            i += 64;
-        }
-        let lo = _mm256_add_ps(_mm256_add_ps(acc[0][0], acc[2][0]), _mm256_add_ps(acc[1][0], acc[3][0]));
-        let hi = _mm256_add_ps(_mm256_add_ps(acc[0][1], acc[2][1]), _mm256_add_ps(acc[1][1], acc[3][1]));
-        let t3 = _mm256_add_ps(hi, lo);
-        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
-        let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
-        let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
-        let mut sf = _mm_cvtss_f32(t) as f64;
-        for i in np..d {
-            sf += ((*kr.add(i)).to_f32() * q[i]) as f64;
-        }
-        let s = (sf as f32) * scale;
-        let vr = vb.add(j * stride);
-        let (ms, vs) = if s > m {
-            let ms = (m - s).exp();
-            m = s;
-            let msv = _mm256_set1_ps(ms);
+            let lo = _mm256_add_ps(_mm256_add_ps(acc[0][0], acc[2][0]), _mm256_add_ps(acc[1][0], acc[3][0]));
+            let hi = _mm256_add_ps(_mm256_add_ps(acc[0][1], acc[2][1]), _mm256_add_ps(acc[1][1], acc[3][1]));
+            let t3 = _mm256_add_ps(hi, lo);
+            let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+            let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+            let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
+            let mut sf = _mm_cvtss_f32(t) as f64;
+            for i in np..d {
+                sf += ((*kr.add(i)).to_f32() * q[i]) as f64;
+            }
+            let s = (sf as f32) * scale;
+            let vr = vb.add(j * stride);
+            let (ms, vs) = if s > m {
+                let ms = (m - s).exp();
+                m = s;
+                let msv = _mm256_set1_ps(ms);
+                for i in (0..d).step_by(8) {
+                    let p = o.as_mut_ptr().add(i);
+                    _mm256_storeu_ps(p, r16x8(_mm256_mul_ps(_mm256_loadu_ps(p), msv)));
+                }
+                (ms, 1.0)
+            } else {
+                (1.0, (s - m).exp())
+            };
+            let vsv = _mm256_set1_ps(vs);
             for i in (0..d).step_by(8) {
                 let p = o.as_mut_ptr().add(i);
-                _mm256_storeu_ps(p, r16x8(_mm256_mul_ps(_mm256_loadu_ps(p), msv)));
+                _mm256_storeu_ps(p, r16x8(_mm256_fmadd_ps(load8(vr.add(i)), vsv, _mm256_loadu_ps(p))));
             }
-            (ms, 1.0)
-        } else {
-            (1.0, (s - m).exp())
-        };
-        let vsv = _mm256_set1_ps(vs);
-        for i in (0..d).step_by(8) {
-            let p = o.as_mut_ptr().add(i);
-            _mm256_storeu_ps(p, r16x8(_mm256_fmadd_ps(load8(vr.add(i)), vsv, _mm256_loadu_ps(p))));
+            // `S = S*ms + vs`, contracted to an FMA by the C compiler
+            sum = sum.mul_add(ms, vs);
         }
-        // `S = S*ms + vs`, contracted to an FMA by the C compiler
-        sum = sum.mul_add(ms, vs);
-    }
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for a in o.iter_mut() {

@@ -247,67 +247,67 @@ pub unsafe fn attend_rows<const N: usize, const R: usize>(q: &[f32], spans: &[Kv
     let (mut m, mut sum) = ([f32::NEG_INFINITY; R], [0f32; R]);
     let (mut sc, mut msb, mut vsb) = ([[0f32; B]; R], [[1f32; B]; R], [[0f32; B]; R]);
     for span in spans {
-    let (kb, vb, stride, keys) = (span.k.as_ptr(), span.v.as_ptr(), span.stride, span.keys.clone());
-    let mut j0 = keys.start;
-    while j0 < keys.end {
-        let nb = (keys.end - j0).min(B);
-        for jj in 0..nb {
-            let kr = kb.add((j0 + jj) * stride);
-            let mut acc = [[_mm512_setzero_ps(); 4]; R];
-            for i in 0..N {
-                let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kr.add(16 * i) as *const __m256i));
+        let (kb, vb, stride, keys) = (span.k.as_ptr(), span.v.as_ptr(), span.stride, span.keys.clone());
+        let mut j0 = keys.start;
+        while j0 < keys.end {
+            let nb = (keys.end - j0).min(B);
+            for jj in 0..nb {
+                let kr = kb.add((j0 + jj) * stride);
+                let mut acc = [[_mm512_setzero_ps(); 4]; R];
+                for i in 0..N {
+                    let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kr.add(16 * i) as *const __m256i));
+                    for r in 0..R {
+                        acc[r][i % 4] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q.as_ptr().add(r * d + 16 * i)), acc[r][i % 4]);
+                    }
+                }
                 for r in 0..R {
-                    acc[r][i % 4] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q.as_ptr().add(r * d + 16 * i)), acc[r][i % 4]);
+                    let a = &acc[r];
+                    let s16 = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                    let t3 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(s16), _mm512_castps512_ps256(s16));
+                    let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+                    let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+                    let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
+                    sc[r][jj] = _mm_cvtss_f32(t) * scale;
                 }
             }
-            for r in 0..R {
-                let a = &acc[r];
-                let s16 = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
-                let t3 = _mm256_add_ps(_mm512_extractf32x8_ps::<1>(s16), _mm512_castps512_ps256(s16));
-                let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
-                let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
-                let t = _mm_add_ss(t8, _mm_movehdup_ps(t8));
-                sc[r][jj] = _mm_cvtss_f32(t) * scale;
+            for jj in 0..nb {
+                for r in 0..R {
+                    let s = sc[r][jj];
+                    // A new maximum rescales the output (ms < 1, vs = 1); `ms`
+                    // stays 1 otherwise, and rescaling by exactly 1 would leave
+                    // the (f16-valued) output unchanged, so phase 3 skips it.
+                    let (ms, vs) = if s > m[r] {
+                        let ms = (m[r] - s).exp();
+                        m[r] = s;
+                        (ms, 1.0)
+                    } else {
+                        (1.0, (s - m[r]).exp())
+                    };
+                    sum[r] = sum[r].mul_add(ms, vs);
+                    msb[r][jj] = ms;
+                    vsb[r][jj] = vs;
+                }
             }
-        }
-        for jj in 0..nb {
-            for r in 0..R {
-                let s = sc[r][jj];
-                // A new maximum rescales the output (ms < 1, vs = 1); `ms`
-                // stays 1 otherwise, and rescaling by exactly 1 would leave
-                // the (f16-valued) output unchanged, so phase 3 skips it.
-                let (ms, vs) = if s > m[r] {
-                    let ms = (m[r] - s).exp();
-                    m[r] = s;
-                    (ms, 1.0)
-                } else {
-                    (1.0, (s - m[r]).exp())
-                };
-                sum[r] = sum[r].mul_add(ms, vs);
-                msb[r][jj] = ms;
-                vsb[r][jj] = vs;
-            }
-        }
-        for jj in 0..nb {
-            let vr = vb.add((j0 + jj) * stride);
-            for r in 0..R {
-                let ms = msb[r][jj];
-                if ms != 1.0 {
-                    let msv = _mm512_set1_ps(ms);
-                    for x in ov[r].iter_mut() {
-                        *x = r16(_mm512_mul_ps(*x, msv));
+            for jj in 0..nb {
+                let vr = vb.add((j0 + jj) * stride);
+                for r in 0..R {
+                    let ms = msb[r][jj];
+                    if ms != 1.0 {
+                        let msv = _mm512_set1_ps(ms);
+                        for x in ov[r].iter_mut() {
+                            *x = r16(_mm512_mul_ps(*x, msv));
+                        }
+                    }
+                }
+                for i in 0..N {
+                    let vv = _mm512_cvtph_ps(_mm256_loadu_si256(vr.add(16 * i) as *const __m256i));
+                    for r in 0..R {
+                        ov[r][i] = r16(_mm512_fmadd_ps(vv, _mm512_set1_ps(vsb[r][jj]), ov[r][i]));
                     }
                 }
             }
-            for i in 0..N {
-                let vv = _mm512_cvtph_ps(_mm256_loadu_si256(vr.add(16 * i) as *const __m256i));
-                for r in 0..R {
-                    ov[r][i] = r16(_mm512_fmadd_ps(vv, _mm512_set1_ps(vsb[r][jj]), ov[r][i]));
-                }
-            }
+            j0 += nb;
         }
-        j0 += nb;
-    }
     }
     for r in 0..R {
         let inv = _mm512_set1_ps(if sum[r] == 0.0 { 0.0 } else { 1.0 / sum[r] });
