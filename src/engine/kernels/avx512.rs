@@ -100,7 +100,29 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     // Scales of 8 blocks for a row pair: lanes 0..8 row 2p, 8..16 row 2p+1.
     let mut dv = [_mm512_setzero_ps(); P];
     let half_base = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
+    let pf = super::prefetch_tiles();
+    let step = nr * qsb;
+    let pf_q = wq.wrapping_add(pf * nb * step);
+    let pf_d = (wd as *const u8).wrapping_add(pf * nr * nbp * 2);
+    if pf > 0 {
+        let mut o = 0;
+        while o < nr * nbp * 2 {
+            _mm_prefetch::<_MM_HINT_T0>(pf_d.wrapping_add(o) as *const i8);
+            o += 64;
+        }
+    }
     for b in 0..nb {
+        if pf > 0 {
+            let base = pf_q.wrapping_add(b * step);
+            let mut o = 0;
+            while o < step {
+                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(o) as *const i8);
+                o += 64;
+            }
+            if vec_summs {
+                _mm_prefetch::<_MM_HINT_T0>(cwt.as_ptr().wrapping_add(b * cwt_stride + pf * nr) as *const i8);
+            }
+        }
         if b % 8 == 0 {
             for p in 0..P {
                 let h0 = _mm_loadu_si128(wd.add(2 * p * nbp + b) as *const __m128i);
