@@ -543,17 +543,16 @@ pub fn attention(
             *a *= inv;
         }
     };
-    // The `group` query heads of one KV head at one position see the same
-    // keys: one pass through them for all (`kernels::attend_rows`, each
-    // row's floats unchanged), else row by row.
-    let one_unit = |u: usize, o: &mut [f32]| {
-        let r0 = u * group;
+    // Rows `r0..r1`, query heads of one KV head at one position, into `o`:
+    // they see the same keys, so one pass through them serves all
+    // (`kernels::attend_rows`, each row's floats unchanged), else row by row.
+    let piece = |r0: usize, r1: usize, o: &mut [f32]| {
         let t = (r0 / n_head) % s;
         let bi = r0 / (n_head * s);
         let kh = (r0 % n_head) / group;
         let p = pos + t;
         let spans = kv.spans(bi, kh * d, window_start(p, window)..p + 1);
-        let qs = &qh[r0 * d..(r0 + group) * d];
+        let qs = &qh[r0 * d..r1 * d];
         if !kernels::attend_rows(qs, d, &spans, scale, o) {
             for (qr, o) in qs.chunks(d).zip(o.chunks_mut(d)) {
                 portable(qr, &spans, o);
@@ -567,9 +566,9 @@ pub fn attention(
     let units = rows / group;
     let work = rows * (pos + s);
     let pool = kernels::pool::global();
-    if units < 2 || work < 4096 || pool.threads() < 2 {
+    if units < 2 && group < 2 || work < 4096 || pool.threads() < 2 {
         for (u, o) in out.chunks_mut(d * group).enumerate() {
-            one_unit(u, o);
+            piece(u * group, (u + 1) * group, o);
         }
     } else {
         #[derive(Clone, Copy)]
@@ -577,15 +576,24 @@ pub fn attention(
         unsafe impl Send for OutPtr {}
         unsafe impl Sync for OutPtr {}
         let ptr = OutPtr(out.as_mut_ptr());
-        let per = units.div_ceil(pool.threads() * 4).max(1);
-        let tasks = units.div_ceil(per);
+        // Tasks are runs of whole units; when there are too few units to
+        // keep every core busy (a decode step: smollm2's 3 KV heads on 2
+        // cores left one core idle for a third of the time), equal runs of
+        // rows instead, cut at unit boundaries into pieces. A row's floats do
+        // not depend on which rows share its pass through the keys.
+        let threads = pool.threads();
+        let (tasks, per_row) = if units >= 2 * threads { (units.div_ceil(units.div_ceil(threads * 4).max(1)), false) } else { (threads.min(rows), true) };
+        let per_unit = units.div_ceil(tasks);
         pool.run(tasks, &|ti: usize| {
             let p = ptr;
-            for u in ti * per..((ti + 1) * per).min(units) {
-                // SAFETY: each unit belongs to exactly one task, so the
+            let (mut r, end) = if per_row { (ti * rows / tasks, (ti + 1) * rows / tasks) } else { (ti * per_unit * group, ((ti + 1) * per_unit * group).min(rows)) };
+            while r < end {
+                let r1 = ((r / group + 1) * group).min(end);
+                // SAFETY: each row belongs to exactly one task, so the
                 // slices written are disjoint and inside `out`.
-                let o = unsafe { std::slice::from_raw_parts_mut(p.0.add(u * group * d), group * d) };
-                one_unit(u, o);
+                let o = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * d), (r1 - r) * d) };
+                piece(r, r1, o);
+                r = r1;
             }
         });
     }
@@ -955,6 +963,32 @@ mod tests {
             let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             // the accumulator is f16 (as llama.cpp's): ~2^-11 relative per step
             assert!(diff < 2e-3, "window {w:?}: diff {diff}");
+        }
+    }
+
+    /// A decode step with fewer KV heads than twice the cores is split into
+    /// runs of rows (smollm2: 9 heads over 3 KV heads); every row still gets
+    /// the floats of attending alone, whichever rows share its pass.
+    #[test]
+    fn decode_attention_split_by_rows_gives_each_row_its_own_floats() {
+        for (nh, nkv, d) in [(9, 3, 64), (4, 1, 256), (14, 2, 64)] {
+            let pos = 700;
+            let k = rand((pos + 1) * nkv * d, 31);
+            let v = rand((pos + 1) * nkv * d, 32);
+            let q = rand(nh * d, 33);
+            let mut c = KvCache::default();
+            c.append(&k, &v, 1, pos + 1).unwrap();
+            let got: Vec<f32> = attention(&q, &c, 1, 1, nh, nkv, d, pos, None, 0.125).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let qh = f16r(&q);
+            for h in 0..nh {
+                let spans = c.spans(0, (h / (nh / nkv)) * d, 0..pos + 1);
+                let mut want = vec![0f32; d];
+                if !kernels::attend_row(&qh[h * d..(h + 1) * d], &spans, 0.125, &mut want) {
+                    return; // no exact kernel on this CPU: the portable loop is row by row anyway
+                }
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got[h * d..(h + 1) * d]), bits(&want), "{nh} heads / {nkv} KV heads, d {d}: head {h}");
+            }
         }
     }
 
