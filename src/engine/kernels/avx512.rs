@@ -275,6 +275,15 @@ pub unsafe fn attend_rows<const N: usize, const R: usize>(q: &[f32], spans: &[Kv
             let nb = (keys.end - j0).min(B);
             for jj in 0..nb {
                 let kr = kb.add((j0 + jj) * stride);
+                {
+                    // The next block's keys and values: a decode step reads
+                    // each layer's cache once, from L3, and waited on it.
+                    let (kp, vp) = (kr.wrapping_add(B * stride) as *const i8, vb.wrapping_add((j0 + jj + B) * stride) as *const i8);
+                    for l in (0..d * 2).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(kp.wrapping_add(l));
+                        _mm_prefetch::<_MM_HINT_T0>(vp.wrapping_add(l));
+                    }
+                }
                 let mut acc = [[_mm512_setzero_ps(); 4]; R];
                 for i in 0..N {
                     let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kr.add(16 * i) as *const __m256i));
