@@ -131,10 +131,45 @@ fn a_case_no_draft_can_pass_yields_the_filled_fallback() {
     assert_eq!(resp.intent, "refund");
 }
 
+/// smollm2 writes only English (the manifest's `languages`): a Japanese
+/// message gets the brand's approved Japanese reply, without generating,
+/// and says why; with the gate lifted the pipeline generates in Japanese.
+#[test]
+fn a_language_the_model_does_not_write_gets_the_fallback_and_the_reason() {
+    let mut d = drafter();
+    assert_eq!(d.model_languages(), ["en".to_string()], "the manifest lists smollm2's languages");
+    let req = DraftRequest { mood: Some("confused".into()), ..base("tunely", "twitter", "オフラインで聴く方法がわかりません。教えてください。") };
+    let valid = draft::validate(d.book(), &Limits::default(), req).expect("request is valid");
+    let resp = d.draft(&valid, &mut |_| true).expect("pipeline runs");
+    assert_eq!(resp.language, "ja");
+    assert_eq!((resp.drafts.len(), resp.timings.generated_tokens, resp.timings.rounds), (1, 0, 0), "{:?}", resp.timings);
+    let f = &resp.drafts[0];
+    assert!(f.fallback, "{f:#?}");
+    assert!(f.text.chars().any(|c| ('\u{3040}'..='\u{30ff}').contains(&c)), "a Japanese fallback: {}", f.text);
+    let why = f.fallback_reason.as_deref().unwrap_or_default();
+    assert!(why.contains("smollm2-135m") && why.contains("`ja`"), "{why}");
+    // English is generated as before.
+    let en = DraftRequest { mood: Some("confused".into()), ..base("tunely", "twitter", "how do I listen offline? can't find it") };
+    let valid = draft::validate(d.book(), &Limits::default(), en).expect("request is valid");
+    let resp = d.draft(&valid, &mut |_| true).expect("pipeline runs");
+    assert!(resp.timings.generated_tokens > 0, "{:?}", resp.timings);
+    assert!(resp.drafts.iter().all(|d| d.fallback == d.fallback_reason.is_some()), "{:#?}", resp.drafts);
+}
+
 #[test]
 fn japanese_message_gets_a_japanese_reply_or_the_fallback() {
     let req = DraftRequest { mood: Some("confused".into()), ..base("tunely", "live_chat", "オフラインで聴く方法がわかりません。教えてください。") };
-    let resp = run(req);
+    // smollm2 is gated to English; lift the gate to test the pipeline's
+    // handling of a Japanese generation (checks, repairs, language).
+    let resp = {
+        let mut d = drafter();
+        d.set_model_languages(Vec::new());
+        let valid = draft::validate(d.book(), &Limits::default(), req).expect("request is valid");
+        let r = d.draft(&valid, &mut |_| true);
+        d.set_model_languages(vec!["en".into()]);
+        r.expect("pipeline runs")
+    };
+    assert!(resp.timings.generated_tokens > 0, "generated: {:?}", resp.timings);
     assert_eq!(resp.language, "ja");
     for d in &resp.drafts {
         if !d.fallback {

@@ -30,7 +30,8 @@ fn warm_up_reports_progress_and_the_first_request_finds_its_prefix_cached() {
         assert_eq!(j["status"], "ready", "ready while the warm-up runs: {j}");
         let w = j["warm"].clone();
         let (total, done) = (w["total"].as_u64().expect("warm.total"), w["done"].as_u64().expect("warm.done"));
-        // 3 brands × 7+ moods × their languages, twitter only.
+        // 3 brands × 7+ moods, twitter only (in English: smollm2 writes no
+        // other language, so no other is warmed).
         assert!(total >= 21, "{w}");
         assert!(done <= total, "{w}");
         if seen_done.last() != Some(&done) {
@@ -56,16 +57,22 @@ fn warm_up_reports_progress_and_the_first_request_finds_its_prefix_cached() {
     assert_eq!(t["cached_tokens"].as_u64().unwrap(), shared, "the whole shared part came from the cache: {t}");
     assert_eq!(t["prefill_tokens"].as_u64().unwrap() + shared, t["prompt_tokens"].as_u64().unwrap(), "{t}");
 
-    // A combination the full cache did not take (the last ones: a brand's
-    // second language) has to compute its shared part.
-    let t = draft_timings(addr, "hi");
+    // A combination the full cache did not take (the last one: the last
+    // brand's last mood; smollm2 writes only English, so its brands' other
+    // languages are not warmed at all) has to compute its shared part.
+    let t = draft_timings_for(addr, "wayfind", "grateful", "en");
     assert!(t["cached_tokens"].as_u64().unwrap() < t["shared_tokens"].as_u64().unwrap(), "not warmed, so not cached: {t}");
+    assert!(t["generated_tokens"].as_u64().unwrap() > 0, "a generated draft: {t}");
 }
 
 /// The timings of a northgate / twitter / angry draft in `language`.
 fn draft_timings(addr: std::net::SocketAddr, language: &str) -> serde_json::Value {
+    draft_timings_for(addr, "northgate", "angry", language)
+}
+
+fn draft_timings_for(addr: std::net::SocketAddr, brand: &str, mood: &str, language: &str) -> serde_json::Value {
     let body = json!({
-        "brand": "northgate", "channel": "twitter", "mood": "angry", "language": language,
+        "brand": brand, "channel": "twitter", "mood": mood, "language": language,
         "message": "Your app charged me twice for the same transfer. Sort it out.",
         "n": 1, "seed": 5
     });

@@ -142,9 +142,9 @@ pub fn draft(a: DraftArgs) -> anyhow::Result<ExitCode> {
     };
     let valid = draft::validate(drafter.book(), &Limits::default(), req)?;
     if a.show_prompt {
-        let mood = valid.mood.clone().unwrap_or_else(|| "neutral".into());
-        let lang = valid.language.clone().unwrap_or_else(|| "en".into());
-        let p = drafter.plan(&valid, &mood, &lang)?;
+        // The mood and language the draft will use (detected when not given).
+        let u = drafter.understand(&valid)?;
+        let p = drafter.plan(&valid, &u.mood.label, &u.language)?;
         eprintln!("--- system ---\n{}\n--- exemplars ---", p.system);
         for (c, r) in &p.exemplars {
             eprintln!("customer: {c}\nreply: {r}\n");
@@ -172,6 +172,9 @@ fn print_human(out: &mut impl Write, r: &DraftResponse) -> std::io::Result<()> {
         writeln!(out, "\n#{} score {:.1} ({}){}{}", i + 1, d.score.overall, parts.join(", "), if d.fallback { "  [fallback]" } else { "" }, d.seed.map(|s| format!("  seed {s}")).unwrap_or_default())?;
         for line in d.text.lines() {
             writeln!(out, "  {line}")?;
+        }
+        if let Some(why) = &d.fallback_reason {
+            writeln!(out, "  (fallback: {why})")?;
         }
         for v in &d.violations {
             writeln!(out, "  - {}:{}: {}", level_name(v.level), v.check, v.message)?;

@@ -109,6 +109,10 @@ pub struct Draft {
     pub fallback: bool,
     /// The seed this draft was sampled with (`None` for a fallback).
     pub seed: Option<u64>,
+    /// Why the fallback was used (only on a fallback): no candidate passed
+    /// the guide, or the model does not write the reply's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
 }
 
 /// The mood the pipeline used, and whether it was detected or given.
@@ -261,6 +265,8 @@ pub struct Drafter {
     /// Speculative decoding of drafts ([`DEFAULT_SPECULATE`], or
     /// `BRANDVOICE_SPECULATE`): changes the number of forward passes, never the text.
     speculate: LookupParams,
+    /// Languages the model writes (the manifest's `languages`; empty: any).
+    model_languages: Vec<String>,
 }
 
 /// Every brand's exemplars, embedded; without similarity if embedding fails.
@@ -302,7 +308,37 @@ impl Drafter {
                 .ok(),
             shared: Default::default(),
             speculate: speculate_params(),
+            model_languages: Vec::new(),
         }
+        .with_manifest_languages()
+    }
+
+    /// The languages the model's manifest entry says it writes (none listed,
+    /// or a model not in the manifest: every language).
+    fn with_manifest_languages(mut self) -> Self {
+        if let Ok(m) = crate::models::manifest::Manifest::current() {
+            if let Some(e) = m.model(&self.model_name) {
+                self.model_languages = e.languages.clone();
+            }
+        }
+        self
+    }
+
+    /// The languages the model writes (empty: any). A reply in another
+    /// language is not generated: the brand's approved fallback in that
+    /// language is returned, with the reason.
+    pub fn model_languages(&self) -> &[String] {
+        &self.model_languages
+    }
+
+    /// Sets [`Drafter::model_languages`] (the manifest's list by default).
+    pub fn set_model_languages(&mut self, languages: Vec<String>) {
+        self.model_languages = languages;
+        self.shared.clear();
+    }
+
+    fn writes(&self, language: &str) -> bool {
+        self.model_languages.is_empty() || self.model_languages.iter().any(|l| l == language)
     }
 
     /// The speculative-decoding policy drafts use.
@@ -437,6 +473,9 @@ impl Drafter {
             for channel in channels.iter().filter(|c| self.book.channels.channels.contains_key(*c)) {
                 for (id, b) in &self.book.brands {
                     let Some(language) = b.guide.languages.get(rank) else { continue };
+                    if !self.writes(language) {
+                        continue; // never generated: answered by the fallback
+                    }
                     for mood in &moods {
                         out.push(WarmCombo { brand: id.clone(), channel: channel.clone(), mood: (*mood).clone(), language: language.clone() });
                     }
@@ -635,8 +674,15 @@ impl Drafter {
         let mut timings = DraftTimings { understand_ms, plan_ms, shared_tokens: shared_len, ..Default::default() };
         let mut drafts: Vec<Draft> = Vec::new();
         let mut check_ms = 0.0;
+        // A language the model does not write (smollm2 and Japanese, say)
+        // would come out as fluent-looking nonsense that still passes the
+        // rules; the brand's approved reply in that language is better.
+        let gated = !self.writes(&language);
         for round in 0..=MAX_EXTRA_ROUNDS {
             let missing = req.n - drafts.len();
+            if gated {
+                break;
+            }
             if missing == 0 {
                 break;
             }
@@ -691,14 +737,20 @@ impl Drafter {
                     tracing::debug!(seed = c.seed, text = %crate::redact::redact(&checked.text), "candidate rejected: {:?}", checked.violations.iter().filter(|v| v.level == Level::Error).map(|v| &v.message).collect::<Vec<_>>());
                     continue;
                 }
-                drafts.push(Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: false, seed: Some(c.seed) });
+                drafts.push(Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: false, seed: Some(c.seed), fallback_reason: None });
             }
             check_ms += ms(check_start);
         }
 
         let check_start = Instant::now();
         if drafts.is_empty() {
-            drafts.push(self.fallback(req, &lint_req, &intent, &language, &source, &guard));
+            let mut f = self.fallback(req, &lint_req, &intent, &language, &source, &guard);
+            f.fallback_reason = Some(if gated {
+                format!("the model `{}` does not write `{language}` (it writes: {}); this is the brand's approved reply", self.model_name, self.model_languages.join(", "))
+            } else {
+                format!("no candidate passed the guide's error-level rules in {} round(s); this is the brand's approved reply", timings.rounds)
+            });
+            drafts.push(f);
         }
         // score and rank
         let score_start = Instant::now();
@@ -749,7 +801,7 @@ impl Drafter {
     /// and repaired like a generated draft (sign-off, facts appended).
     pub fn fallback(&self, req: &ValidDraftRequest, lint_req: &crate::style::lint::ValidLintRequest, intent: &str, language: &str, source: &str, guard: &Guard) -> Draft {
         let Some(brand) = self.book.brand(&req.brand) else {
-            return Draft { text: String::new(), score: DraftScore::default(), violations: Vec::new(), fixes: Vec::new(), fallback: true, seed: None };
+            return Draft { text: String::new(), score: DraftScore::default(), violations: Vec::new(), fixes: Vec::new(), fallback: true, seed: None, fallback_reason: None };
         };
         let by_lang = brand.guide.fallbacks.get(intent).or_else(|| brand.guide.fallbacks.get("product_question"));
         let template = by_lang
@@ -761,7 +813,7 @@ impl Drafter {
         let tone = plan::effective_tone(&self.book, &req.brand, &lint_req.mood);
         let ack = self.data.acknowledgements.get(language).map(String::as_str);
         let checked = check_candidate(&self.book, lint_req, &tone, ack, source, guard, &filled);
-        Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None }
+        Draft { text: checked.text, score: DraftScore::default(), violations: checked.violations, fixes: checked.fixes, fallback: true, seed: None, fallback_reason: None }
     }
 }
 

