@@ -17,6 +17,9 @@ for path in sys.argv[1:]:
     fb = collections.defaultdict(lambda: [0, 0])
     lat = collections.defaultdict(list)
     tw = []
+    twl = collections.defaultdict(list)
+    twgen = 0
+    reasons = collections.Counter()
     nonfb = bad = invented = hits = pt = ct = rounds = garbled = 0
     for r in rows:
         resp, t = r["response"], r["response"]["timings"]
@@ -34,6 +37,11 @@ for path in sys.argv[1:]:
             fb[r["brand"]][0] += all(d["fallback"] for d in resp["drafts"])
             if r["channel"] == "twitter":
                 tw.append(t["total_ms"])
+                twl[resp["language"]].append(t["total_ms"])
+                twgen += t.get("generated_tokens", 0) > 0
+            for d in resp["drafts"]:
+                if d.get("fallback_reason"):
+                    reasons["the model does not write" if "does not write" in d["fallback_reason"] else "no candidate passed"] += 1
     print(f"{path}: {len(rows)} runs")
     for b, (f, n) in sorted(fb.items()):
         print(f"  fallback {b:<10} {100*f/n:5.1f}% ({f}/{n})")
@@ -42,7 +50,10 @@ for path in sys.argv[1:]:
     print(f"  runs with a non-fallback draft failing re-lint: {bad}; non-fallback drafts: {nonfb}; invented: {invented}; garbled (U+FFFD): {garbled}")
     for k, v in sorted(lat.items()):
         print(f"  latency n={k}: p50 {pct(v,.5):.0f} ms, p90 {pct(v,.9):.0f} ms ({len(v)} runs)")
-    print(f"  latency n=1 twitter p50 {pct(tw,.5):.0f} ms ({len(tw)} runs)")
+    print(f"  latency n=1 twitter p50 {pct(tw,.5):.0f} ms ({len(tw)} runs, {twgen} generated)")
+    print("  latency n=1 twitter p50 by language: " + ", ".join(f"{l} {pct(v,.5):.0f} ms ({len(v)})" for l, v in sorted(twl.items())))
+    if reasons:
+        print("  fallback reasons: " + ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())))
     print(f"  cache: {100*hits/max(len(rows),1):.0f}% of runs hit, {100*ct/max(pt,1):.0f}% of prompt tokens reused; mean rounds {rounds/max(len(rows),1):.2f}")
     # Where the time goes (n = 1): per-stage medians, all channels and twitter,
     # and the decode work (forward passes, speculative drafts accepted).
