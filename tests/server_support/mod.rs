@@ -22,8 +22,16 @@ pub fn config(queue: usize) -> ServeConfig {
     // A fresh reviews store per server, never the user's own file.
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("brandvoice-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir for the reviews store");
+    // The directory is new for this process: named by the pid alone, a
+    // leftover of an earlier run with the same pid (pids wrap at 32768) held
+    // that run's reviews, and a test that adds one then saw a conflict.
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("brandvoice-tests-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir for the reviews store");
+        dir
+    });
     cfg.store.path = Some(dir.join(format!("reviews-{n}.sqlite")));
     cfg
 }

@@ -99,7 +99,14 @@ fn tile512_shape() -> (usize, usize, usize) {
 pub fn prefetch_tiles() -> usize {
     static S: OnceLock<usize> = OnceLock::new();
     *S.get_or_init(|| {
-        std::env::var("BRANDVOICE_PREFETCH").ok().and_then(|v| v.trim().parse().ok()).filter(|&n: &usize| n <= 16).unwrap_or(1)
+        let Ok(v) = std::env::var("BRANDVOICE_PREFETCH") else { return 1 };
+        match v.trim().parse::<usize>() {
+            Ok(n) if n <= 16 => n,
+            _ => {
+                tracing::warn!("BRANDVOICE_PREFETCH must be a whole number from 0 to 16, got `{v}`; using the default 1");
+                1
+            }
+        }
     })
 }
 
