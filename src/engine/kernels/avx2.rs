@@ -392,6 +392,13 @@ pub unsafe fn attend_row(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32])
         let (kb, vb, stride) = (span.k.as_ptr(), span.v.as_ptr(), span.stride);
         for j in span.keys.clone() {
             let kr = kb.add(j * stride);
+            // The key and value 16 positions on (as `avx512::attend_rows`: a
+            // decode step reads each layer's cache once, from L3).
+            let (kp, vp) = (kb.wrapping_add((j + 16) * stride) as *const i8, vb.wrapping_add((j + 16) * stride) as *const i8);
+            for l in (0..d * 2).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(kp.wrapping_add(l));
+                _mm_prefetch::<_MM_HINT_T0>(vp.wrapping_add(l));
+            }
             // ggml_vec_dot_f16 as the AVX-512 build runs it: 4 accumulators of
             // 16 lanes over 64-element steps (each 16-lane register is a lo/hi
             // pair of 8-lane ones here), reduced acc0+acc2, acc1+acc3, then the
