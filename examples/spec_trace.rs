@@ -10,7 +10,6 @@ use brandvoice::draft::constrain::{DraftMask, VocabSets};
 use brandvoice::draft::{validate, DraftRequest, Drafter, Limits};
 use brandvoice::engine::generate::{GenerateOptions, Generator};
 use brandvoice::engine::prefix_cache::PrefixCache;
-use brandvoice::engine::sampling::SamplingParams;
 use brandvoice::mood::MoodDetector;
 use brandvoice::style::lint::StyleBook;
 use std::sync::Arc;
@@ -42,14 +41,7 @@ fn main() -> anyhow::Result<()> {
         let p = drafter.plan(&v, &u.mood.label, &u.language)?;
         let (prompt, shared) = drafter.prompt_tokens(&p, &v, &u.mood.label, &u.language)?;
         let mask = DraftMask::new(vocab.clone(), drafter.mask_policy(&v, &u.mood.label, &u.language));
-        let opts = GenerateOptions {
-            max_tokens: v.max_tokens,
-            sampling: SamplingParams { temperature: v.temperature, seed: v.seed, repeat_penalty: 1.1, ..SamplingParams::default() },
-            stop: vec!["\nCustomer:".into(), "\nUser:".into(), "\n\n\n".into()],
-            n: 1,
-            ignore_eog: false,
-            speculate: Default::default(),
-        };
+        let opts = GenerateOptions { speculate: Default::default(), ..drafter.round_options(&v, 0, 1) };
         let out = gen.generate_shared(&prompt, shared, &opts, Some(&mask), &mut |_, _| true)?;
         let cnd = &out.candidates[0];
         println!("{}", serde_json::json!({"id": c.id, "lang": u.language, "channel": v.channel, "shared": shared, "prompt": prompt, "gen": cnd.tokens, "finish": cnd.finish, "text": cnd.text, "forwards": out.timings.decode_forwards}));

@@ -334,7 +334,6 @@ impl Drafter {
     /// Sets [`Drafter::model_languages`] (the manifest's list by default).
     pub fn set_model_languages(&mut self, languages: Vec<String>) {
         self.model_languages = languages;
-        self.shared.clear();
     }
 
     fn writes(&self, language: &str) -> bool {
@@ -680,21 +679,10 @@ impl Drafter {
         let gated = !self.writes(&language);
         for round in 0..=MAX_EXTRA_ROUNDS {
             let missing = req.n - drafts.len();
-            if gated {
+            if missing == 0 || gated {
                 break;
             }
-            if missing == 0 {
-                break;
-            }
-            let temperature = if round > 0 { req.temperature.max(DEFAULT_RETRY_TEMPERATURE) } else { req.temperature };
-            let opts = GenerateOptions {
-                max_tokens: req.max_tokens,
-                sampling: SamplingParams { temperature, seed: req.seed.wrapping_add(1000 * round as u64), repeat_penalty: 1.1, ..SamplingParams::default() },
-                stop: vec!["\nCustomer:".into(), "\nUser:".into(), "\n\n\n".into()],
-                n: missing,
-                ignore_eog: false,
-                speculate: self.speculate,
-            };
+            let opts = self.round_options(req, round, missing);
             let offset = req.n * round;
             let mut cancelled = false;
             let round_start = Instant::now();
@@ -795,6 +783,20 @@ impl Drafter {
             timings,
             intent,
         })
+    }
+
+    /// How round `round` (0: the first; later ones regenerate what failed)
+    /// generates `n` candidates for `req`.
+    pub fn round_options(&self, req: &ValidDraftRequest, round: usize, n: usize) -> GenerateOptions {
+        let temperature = if round > 0 { req.temperature.max(DEFAULT_RETRY_TEMPERATURE) } else { req.temperature };
+        GenerateOptions {
+            max_tokens: req.max_tokens,
+            sampling: SamplingParams { temperature, seed: req.seed.wrapping_add(1000 * round as u64), repeat_penalty: 1.1, ..SamplingParams::default() },
+            stop: vec!["\nCustomer:".into(), "\nUser:".into(), "\n\n\n".into()],
+            n,
+            ignore_eog: false,
+            speculate: self.speculate,
+        }
     }
 
     /// The brand's approved fallback for the intent, filled with the facts

@@ -566,7 +566,7 @@ pub fn attention(
     let units = rows / group;
     let work = rows * (pos + s);
     let pool = kernels::pool::global();
-    if units < 2 && group < 2 || work < 4096 || pool.threads() < 2 {
+    if rows < 2 || work < 4096 || pool.threads() < 2 {
         for (u, o) in out.chunks_mut(d * group).enumerate() {
             piece(u * group, (u + 1) * group, o);
         }
@@ -582,11 +582,14 @@ pub fn attention(
         // rows instead, cut at unit boundaries into pieces. A row's floats do
         // not depend on which rows share its pass through the keys.
         let threads = pool.threads();
-        let (tasks, per_row) = if units >= 2 * threads { (units.div_ceil(units.div_ceil(threads * 4).max(1)), false) } else { (threads.min(rows), true) };
-        let per_unit = units.div_ceil(tasks);
+        let per_row = units < 2 * threads;
+        let per_unit = units.div_ceil(threads * 4).max(1);
+        let tasks = if per_row { threads.min(rows) } else { units.div_ceil(per_unit) };
+        // The first row of task `ti` (of `tasks`: the end).
+        let start = |ti: usize| if per_row { ti * rows / tasks } else { (ti * per_unit).min(units) * group };
         pool.run(tasks, &|ti: usize| {
             let p = ptr;
-            let (mut r, end) = if per_row { (ti * rows / tasks, (ti + 1) * rows / tasks) } else { (ti * per_unit * group, ((ti + 1) * per_unit * group).min(rows)) };
+            let (mut r, end) = (start(ti), start(ti + 1));
             while r < end {
                 let r1 = ((r / group + 1) * group).min(end);
                 // SAFETY: each row belongs to exactly one task, so the

@@ -160,12 +160,8 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
     for b in 0..nb {
         if pf > 0 {
             for &(base, len) in &regions {
-                let (from, to) = (len * b / nb, len * (b + 1) / nb);
-                let mut o = from & !63;
-                while o < to {
-                    _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(o) as *const i8);
-                    o += 64;
-                }
+                let (from, to) = ((len * b / nb) & !63, len * (b + 1) / nb);
+                prefetch_lines(base.wrapping_add(from), to.saturating_sub(from));
             }
         }
         if b % 8 == 0 {
@@ -224,6 +220,20 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
             }
             *out.add((t0 + j) * ldo + r0 + i) = v;
         }
+    }
+}
+
+/// Prefetches the cache lines of `bytes` bytes from `p` into L1 (what the
+/// tiles and the attention kernels fetch ahead; see
+/// `kernels::prefetch_tiles`). `p` may point past the end of its data: a
+/// prefetch never faults.
+#[inline(always)]
+pub fn prefetch_lines(p: *const u8, bytes: usize) {
+    let mut o = 0;
+    while o < bytes {
+        // SAFETY: a prefetch is only a hint; it reads nothing and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(o) as *const i8) };
+        o += 64;
     }
 }
 
@@ -394,11 +404,8 @@ pub unsafe fn attend_row(q: &[f32], spans: &[KvSpan], scale: f32, o: &mut [f32])
             let kr = kb.add(j * stride);
             // The key and value 16 positions on (as `avx512::attend_rows`: a
             // decode step reads each layer's cache once, from L3).
-            let (kp, vp) = (kb.wrapping_add((j + 16) * stride) as *const i8, vb.wrapping_add((j + 16) * stride) as *const i8);
-            for l in (0..d * 2).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(kp.wrapping_add(l));
-                _mm_prefetch::<_MM_HINT_T0>(vp.wrapping_add(l));
-            }
+            prefetch_lines(kb.wrapping_add((j + 16) * stride) as *const u8, d * 2);
+            prefetch_lines(vb.wrapping_add((j + 16) * stride) as *const u8, d * 2);
             // ggml_vec_dot_f16 as the AVX-512 build runs it: 4 accumulators of
             // 16 lanes over 64-element steps (each 16-lane register is a lo/hi
             // pair of 8-lane ones here), reduced acc0+acc2, acc1+acc3, then the

@@ -21,7 +21,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{self, KD_Q4_1, KD_Q5_0, KD_Q6K};
+use super::avx2::{self, prefetch_lines, KD_Q4_1, KD_Q5_0, KD_Q6K};
 use super::blocks::{Acts, Packed, QK};
 use super::KvSpan;
 use std::arch::x86_64::*;
@@ -100,27 +100,19 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     // Scales of 8 blocks for a row pair: lanes 0..8 row 2p, 8..16 row 2p+1.
     let mut dv = [_mm512_setzero_ps(); P];
     let half_base = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
+    // The next tile's quants (a slice per block), scales and Q4_1 minimums
+    // (see `kernels::prefetch_tiles`).
     let pf = super::prefetch_tiles();
     let step = nr * qsb;
     let pf_q = wq.wrapping_add(pf * nb * step);
-    let pf_d = (wd as *const u8).wrapping_add(pf * nr * nbp * 2);
     if pf > 0 {
-        let mut o = 0;
-        while o < nr * nbp * 2 {
-            _mm_prefetch::<_MM_HINT_T0>(pf_d.wrapping_add(o) as *const i8);
-            o += 64;
-        }
+        prefetch_lines((wd as *const u8).wrapping_add(pf * nr * nbp * 2), nr * nbp * 2);
     }
     for b in 0..nb {
         if pf > 0 {
-            let base = pf_q.wrapping_add(b * step);
-            let mut o = 0;
-            while o < step {
-                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(o) as *const i8);
-                o += 64;
-            }
+            prefetch_lines(pf_q.wrapping_add(b * step), step);
             if vec_summs {
-                _mm_prefetch::<_MM_HINT_T0>(cwt.as_ptr().wrapping_add(b * cwt_stride + pf * nr) as *const i8);
+                prefetch_lines(cwt.as_ptr().wrapping_add(b * cwt_stride + pf * nr) as *const u8, nr * 4);
             }
         }
         if b % 8 == 0 {
@@ -275,15 +267,10 @@ pub unsafe fn attend_rows<const N: usize, const R: usize>(q: &[f32], spans: &[Kv
             let nb = (keys.end - j0).min(B);
             for jj in 0..nb {
                 let kr = kb.add((j0 + jj) * stride);
-                {
-                    // The next block's keys and values: a decode step reads
-                    // each layer's cache once, from L3, and waited on it.
-                    let (kp, vp) = (kr.wrapping_add(B * stride) as *const i8, vb.wrapping_add((j0 + jj + B) * stride) as *const i8);
-                    for l in (0..d * 2).step_by(64) {
-                        _mm_prefetch::<_MM_HINT_T0>(kp.wrapping_add(l));
-                        _mm_prefetch::<_MM_HINT_T0>(vp.wrapping_add(l));
-                    }
-                }
+                // The next block's keys and values: a decode step reads
+                // each layer's cache once, from L3, and waited on it.
+                prefetch_lines(kr.wrapping_add(B * stride) as *const u8, d * 2);
+                prefetch_lines(vb.wrapping_add((j0 + jj + B) * stride) as *const u8, d * 2);
                 let mut acc = [[_mm512_setzero_ps(); 4]; R];
                 for i in 0..N {
                     let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kr.add(16 * i) as *const __m256i));
