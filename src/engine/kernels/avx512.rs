@@ -21,8 +21,8 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{self, prefetch_lines, KD_Q4_1, KD_Q5_0, KD_Q6K};
-use super::blocks::{Acts, Packed, QK};
+use super::avx2::{self, prefetch_lines, prefetch_lines_l2, KD_Q4_1, KD_Q5_0, KD_Q6K};
+use super::blocks::{min_index, Acts, Packed, MIN_GROUP, QK};
 use super::KvSpan;
 use std::arch::x86_64::*;
 
@@ -52,8 +52,8 @@ unsafe fn nibbles_pair(p0: *const u8, p1: *const u8) -> __m512i {
 /// exactly the floats of `avx2::tile::<KD, T, 2P>`.
 ///
 /// `KD`: `avx2::KD_Q4_1`, `KD_Q5_0`, `KD_Q8_0` or `KD_Q6K`. `cwf` as for
-/// `avx2::tile`; for Q4_1 also `cwt`, the same minimums block-major (row
-/// `i` of this tile at `cwt[b·cwt_stride + i]`), and `st`, the activations'
+/// `avx2::tile`; for Q4_1 also `cwt`, the matrix's minimums block-major
+/// (`Packed::mins_f32`, indexed by `blocks::min_index`), and `st`, the activations'
 /// `s` block-major (`st[b·a.m + t]`): with them the `Σ m·s` chains of all
 /// (token, row) pairs of the tile advance as the lanes of one vector FMA
 /// (same operations per chain as the scalar form).
@@ -70,14 +70,15 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     t0: usize,
     cwf: &[f32],
     cwt: &[f32],
-    cwt_stride: usize,
     st: &[f32],
     out: *mut f32,
     ldo: usize,
 ) {
     let (nb, nbp, k) = (w.nb, w.nbp, a.k);
     let nr = 2 * P;
-    let vec_summs = KD == KD_Q4_1 && T * nr <= 16 && !cwt.is_empty() && !st.is_empty();
+    // The tile's rows must sit in one group of the block-major minimums.
+    let in_group = r0 % MIN_GROUP + nr <= MIN_GROUP;
+    let vec_summs = KD == KD_Q4_1 && T * nr <= 16 && in_group && !cwt.is_empty() && !st.is_empty();
     let (mut li, mut lj) = ([0i32; 16], [0i32; 16]);
     for l in 0..(T * nr).min(16) {
         li[l] = (l % nr) as i32;
@@ -100,19 +101,22 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
     // Scales of 8 blocks for a row pair: lanes 0..8 row 2p, 8..16 row 2p+1.
     let mut dv = [_mm512_setzero_ps(); P];
     let half_base = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
-    // The next tile's quants (a slice per block), scales and Q4_1 minimums
-    // (see `kernels::prefetch_tiles`).
+    // The next tile's quants (a slice per block) and scales into L2, its
+    // Q4_1 minimums into L1 (see `kernels::prefetch_tiles`, `prefetch_lines_l2`).
     let pf = super::prefetch_tiles();
     let step = nr * qsb;
     let pf_q = wq.wrapping_add(pf * nb * step);
+    // This tile's minimums of block 0, and the next tile's.
+    let cwt0 = cwt.as_ptr().wrapping_add(min_index(nbp, r0, 0));
+    let pf_m = cwt.as_ptr().wrapping_add(min_index(nbp, r0 + pf * nr, 0));
     if pf > 0 {
-        prefetch_lines((wd as *const u8).wrapping_add(pf * nr * nbp * 2), nr * nbp * 2);
+        prefetch_lines_l2((wd as *const u8).wrapping_add(pf * nr * nbp * 2), nr * nbp * 2);
     }
     for b in 0..nb {
         if pf > 0 {
-            prefetch_lines(pf_q.wrapping_add(b * step), step);
+            prefetch_lines_l2(pf_q.wrapping_add(b * step), step);
             if vec_summs {
-                prefetch_lines(cwt.as_ptr().wrapping_add(b * cwt_stride + pf * nr) as *const u8, nr * 4);
+                prefetch_lines(pf_m.wrapping_add(b * MIN_GROUP) as *const u8, nr * 4);
             }
         }
         if b % 8 == 0 {
@@ -124,7 +128,7 @@ pub unsafe fn tile<const KD: u8, const T: usize, const P: usize>(
         }
         let idx = _mm512_add_epi32(half_base, _mm512_set1_epi32((b % 8) as i32));
         if vec_summs {
-            let c = _mm512_maskz_loadu_ps(cmask, cwt.as_ptr().add(b * cwt_stride));
+            let c = _mm512_maskz_loadu_ps(cmask, cwt0.add(b * MIN_GROUP));
             let s = _mm512_maskz_loadu_ps(smask, st.as_ptr().add(b * a.m + t0));
             sv = _mm512_fmadd_ps(_mm512_permutexvar_ps(cw_idx, c), _mm512_permutexvar_ps(sy_idx, s), sv);
         }

@@ -396,20 +396,19 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: u
         Kind::Q6K => avx2::KD_Q6K,
         Kind::Q8_0 => avx2::KD_Q8_0,
     };
-    let rows = w.rows; // the stride of the block-major minimums
     let (mins, mins_t) = w.mins_f32();
     {
         let mut r = r_begin;
         while r < r_end {
             let left = r_end - r;
             let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[r * nbp..] } else { &[] };
-            let cwt: &[f32] = if w.kind == Kind::Q4_1 { &mins_t[r..] } else { &[] };
+
             let mut t = 0;
             if left >= 2 {
                 let np = pairs.min(left / 2);
                 while t < a.m {
                     let tt = tp.min(a.m - t);
-                    tile_call!(avx512, kd, tt, np, w, r, a, t, cw, cwt, rows, st, out, ldo);
+                    tile_call!(avx512, kd, tt, np, w, r, a, t, cw, mins_t, st, out, ldo);
                     t += tt;
                 }
                 r += 2 * np;
