@@ -16,6 +16,7 @@
 //! numerics follow llama.cpp) and `s = d·Σq`, which the Q4_1 minimum needs.
 
 use half::f16;
+use super::weightbuf::WeightBuf;
 
 /// Elements per block for every native type.
 pub const QK: usize = 32;
@@ -101,23 +102,23 @@ pub struct Packed {
     /// `nb` padded to a multiple of 8: the stride of `d` and `m`.
     pub nbp: usize,
     /// `rows × nb × kind.qs_bytes()`.
-    pub qs: Vec<u8>,
+    pub qs: WeightBuf<u8>,
     /// Q5_0 high bits, `rows × nb` (empty otherwise).
-    pub qh: Vec<u32>,
+    pub qh: WeightBuf<u32>,
     /// Scales, `rows × nbp`, zero padded.
-    pub d: Vec<f16>,
+    pub d: WeightBuf<f16>,
     /// Q4_1 minimums, `rows × nbp`, zero padded (empty otherwise).
-    pub m: Vec<f16>,
+    pub m: WeightBuf<f16>,
     /// Q6K high 2 bits, `rows × nb`: bits 2g..2g+2 of byte l belong to
     /// element 8g + l of the block (empty otherwise).
-    pub h2: Vec<u64>,
+    pub h2: WeightBuf<u64>,
     /// Q6K sub-scales, `rows × nb × 2` (elements 0..16, 16..32 of a block).
-    pub sc: Vec<i16>,
+    pub sc: WeightBuf<i16>,
     /// Q4_1 minimums widened to f32 once, on first use: row-major (`rows × nbp`) and
     /// block-major in groups of [`MIN_GROUP`] rows (see [`min_index`]). Each matmul call
     /// used to widen and transpose its rows again (~5% of smollm2's decode). Same values,
     /// so same results.
-    mins_f32: std::sync::OnceLock<(Vec<f32>, Vec<f32>)>,
+    mins_f32: std::sync::OnceLock<(WeightBuf<f32>, WeightBuf<f32>)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -143,12 +144,12 @@ impl Packed {
             k,
             nb,
             nbp,
-            qs: vec![0; rows * nb * kind.qs_bytes()],
-            qh: if kind == Kind::Q5_0 { vec![0; rows * nb] } else { Vec::new() },
-            d: vec![f16::ZERO; rows * nbp],
-            m: if kind == Kind::Q4_1 { vec![f16::ZERO; rows * nbp] } else { Vec::new() },
-            h2: if kind == Kind::Q6K { vec![0; rows * nb] } else { Vec::new() },
-            sc: if kind == Kind::Q6K { vec![0; rows * nb * 2] } else { Vec::new() },
+            qs: WeightBuf::filled(rows * nb * kind.qs_bytes()),
+            qh: WeightBuf::filled(if kind == Kind::Q5_0 { rows * nb } else { 0 }),
+            d: WeightBuf::filled(rows * nbp),
+            m: WeightBuf::filled(if kind == Kind::Q4_1 { rows * nbp } else { 0 }),
+            h2: WeightBuf::filled(if kind == Kind::Q6K { rows * nb } else { 0 }),
+            sc: WeightBuf::filled(if kind == Kind::Q6K { rows * nb * 2 } else { 0 }),
             mins_f32: std::sync::OnceLock::new(),
         })
     }
@@ -158,10 +159,10 @@ impl Packed {
     pub fn mins_f32(&self) -> (&[f32], &[f32]) {
         let (rm, bm) = self.mins_f32.get_or_init(|| {
             if self.kind != Kind::Q4_1 {
-                return (Vec::new(), Vec::new());
+                return (WeightBuf::default(), WeightBuf::default());
             }
-            let rm: Vec<f32> = self.m.iter().map(|v| v.to_f32()).collect();
-            let mut bm = vec![0.0f32; self.rows.div_ceil(MIN_GROUP) * self.nbp * MIN_GROUP];
+            let rm: WeightBuf<f32> = self.m.iter().map(|v| v.to_f32()).collect();
+            let mut bm = WeightBuf::filled(self.rows.div_ceil(MIN_GROUP) * self.nbp * MIN_GROUP);
             for i in 0..self.rows {
                 for b in 0..self.nb {
                     bm[min_index(self.nbp, i, b)] = rm[i * self.nbp + b];

@@ -26,6 +26,7 @@ pub mod kquant_exact;
 pub mod kquant_simd;
 pub mod pool;
 pub mod scalar;
+pub mod weightbuf;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
