@@ -75,16 +75,27 @@ pub fn isa() -> Isa {
 /// (BENCHMARKS "Weight prefetch").
 fn tile512_shape() -> (usize, usize, usize) {
     static S: OnceLock<(usize, usize, usize)> = OnceLock::new();
-    *S.get_or_init(|| {
-        let mut s = (4, 3, 4);
-        if let Ok(v) = std::env::var("BRANDVOICE_TILE512") {
-            let n: Vec<usize> = v.split(['x', ',']).filter_map(|p| p.trim().parse().ok()).collect();
-            if n.len() >= 2 && n.iter().all(|&x| (1..=4).contains(&x)) {
-                s = (n[0], n[1], n.get(2).copied().unwrap_or(s.2));
-            }
-        }
-        s
+    *S.get_or_init(|| shape_from_env("BRANDVOICE_TILE512", (4, 3, 4)))
+}
+
+/// A tile shape `TxR[,Rdecode]` (each 1..=4) from the variable `var`, else
+/// `default`; a value that does not parse is reported and ignored.
+fn shape_from_env(var: &str, default: (usize, usize, usize)) -> (usize, usize, usize) {
+    let Ok(v) = std::env::var(var) else { return default };
+    parse_shape(&v, default.2).unwrap_or_else(|| {
+        tracing::warn!("{var} must be TxR or TxR,R with each number from 1 to 4, got `{v}`; using {}x{},{}", default.0, default.1, default.2);
+        default
     })
+}
+
+/// `TxR` or `TxR,R`, each number 1..=4 (`decode` when the third is absent).
+fn parse_shape(v: &str, decode: usize) -> Option<(usize, usize, usize)> {
+    let n = v.split(['x', ',']).map(|p| p.trim().parse::<usize>().ok().filter(|x| (1..=4).contains(x))).collect::<Option<Vec<_>>>()?;
+    match n[..] {
+        [t, r] => Some((t, r, decode)),
+        [t, r, d] => Some((t, r, d)),
+        _ => None,
+    }
 }
 
 /// How many tiles ahead the AVX-512 tile prefetches the weights (its
@@ -116,16 +127,7 @@ pub fn prefetch_tiles() -> usize {
 /// `BRANDVOICE_TILE=TxR[,Rdecode]` overrides them for tuning (each 1..=4).
 fn tile_shape() -> (usize, usize, usize) {
     static S: OnceLock<(usize, usize, usize)> = OnceLock::new();
-    *S.get_or_init(|| {
-        let mut s = (4, 2, 4);
-        if let Ok(v) = std::env::var("BRANDVOICE_TILE") {
-            let n: Vec<usize> = v.split(['x', ',']).filter_map(|p| p.trim().parse().ok()).collect();
-            if n.len() >= 2 && n.iter().all(|&x| (1..=4).contains(&x)) {
-                s = (n[0], n[1], n.get(2).copied().unwrap_or(s.2));
-            }
-        }
-        s
-    })
+    *S.get_or_init(|| shape_from_env("BRANDVOICE_TILE", (4, 2, 4)))
 }
 
 /// Quantises `x` (`m × k`, row-major) for the kernels.

@@ -468,3 +468,12 @@ fn avx512_attend_rows_are_bitwise_avx2() {
         }
     }
 }
+
+#[test]
+fn tile_shapes_parse_or_are_refused() {
+    assert_eq!(parse_shape("4x3", 4), Some((4, 3, 4)));
+    assert_eq!(parse_shape(" 2 x 1 , 3 ", 4), Some((2, 1, 3)));
+    for bad in ["", "4", "4x5", "0x2", "4x3,9", "4x3,2,1", "axb", "4x-1"] {
+        assert_eq!(parse_shape(bad, 4), None, "`{bad}`");
+    }
+}
