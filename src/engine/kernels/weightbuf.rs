@@ -79,16 +79,17 @@ pub struct WeightBuf<T: Copy + Default> {
 }
 
 impl<T: Copy + Default> WeightBuf<T> {
-    /// `len` values, all `T::default()`.
+    /// `len` values, all `T::default()`. Writing them also faults the pages
+    /// in now, as 2 MB pages where the kernel grants them.
     pub fn filled(len: usize) -> Self {
-        let mut b = Self::zeroed_bytes(len);
+        let mut b = Self::alloc(len);
         b.fill(T::default());
         b
     }
 
-    /// `len` values whose bytes are zero (fresh mappings are zero), not yet
-    /// meaningful for every `T`: callers fill them.
-    fn zeroed_bytes(len: usize) -> Self {
+    /// Room for `len` values: all-zero bytes (a fresh mapping, never handed
+    /// out before), which the callers overwrite.
+    fn alloc(len: usize) -> Self {
         let bytes = len * std::mem::size_of::<T>();
         if bytes == 0 || std::mem::align_of::<T>() > 64 {
             return WeightBuf { store: Store::Vec(vec![T::default(); len]), _t: PhantomData };
@@ -101,7 +102,7 @@ impl<T: Copy + Default> WeightBuf<T> {
 
     /// A copy of `v`.
     pub fn from_slice(v: &[T]) -> Self {
-        let mut b = Self::zeroed_bytes(v.len());
+        let mut b = Self::alloc(v.len());
         b.copy_from_slice(v);
         b
     }
