@@ -229,12 +229,7 @@ pub unsafe fn tile<const KD: u8, const T: usize, const R: usize>(
 /// prefetch never faults.
 #[inline(always)]
 pub fn prefetch_lines(p: *const u8, bytes: usize) {
-    let mut o = 0;
-    while o < bytes {
-        // SAFETY: a prefetch is only a hint; it reads nothing and never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(o) as *const i8) };
-        o += 64;
-    }
+    prefetch_lines_to::<_MM_HINT_T0>(p, bytes)
 }
 
 /// [`prefetch_lines`] into L2 only (`prefetcht1`). The AVX-512 tile fetches
@@ -244,10 +239,16 @@ pub fn prefetch_lines(p: *const u8, bytes: usize) {
 /// AVX2 tile measured the same either way and keeps `prefetch_lines`.
 #[inline(always)]
 pub fn prefetch_lines_l2(p: *const u8, bytes: usize) {
+    prefetch_lines_to::<_MM_HINT_T1>(p, bytes)
+}
+
+/// The lines of `bytes` bytes from `p`, with the `_mm_prefetch` hint `HINT`.
+#[inline(always)]
+fn prefetch_lines_to<const HINT: i32>(p: *const u8, bytes: usize) {
     let mut o = 0;
     while o < bytes {
-        // SAFETY: as above.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(o) as *const i8) };
+        // SAFETY: a prefetch is only a hint; it reads nothing and never faults.
+        unsafe { _mm_prefetch::<HINT>(p.wrapping_add(o) as *const i8) };
         o += 64;
     }
 }

@@ -161,7 +161,10 @@ impl Packed {
             if self.kind != Kind::Q4_1 {
                 return (WeightBuf::default(), WeightBuf::default());
             }
-            let rm: WeightBuf<f32> = self.m.iter().map(|v| v.to_f32()).collect();
+            let mut rm = WeightBuf::filled(self.m.len());
+            for (o, v) in rm.iter_mut().zip(self.m.iter()) {
+                *o = v.to_f32();
+            }
             let mut bm = WeightBuf::filled(self.rows.div_ceil(MIN_GROUP) * self.nbp * MIN_GROUP);
             for i in 0..self.rows {
                 for b in 0..self.nb {

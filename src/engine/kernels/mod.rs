@@ -405,7 +405,6 @@ unsafe fn avx512_rows(w: &Packed, a: &Acts, st: &[f32], r_begin: usize, r_end: u
         while r < r_end {
             let left = r_end - r;
             let cw: &[f32] = if w.kind == Kind::Q4_1 { &mins[r * nbp..] } else { &[] };
-
             let mut t = 0;
             if left >= 2 {
                 let np = pairs.min(left / 2);

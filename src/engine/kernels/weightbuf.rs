@@ -7,15 +7,15 @@
 //! (`madvise` is the usual setting), and a `Vec` of a few hundred KB gets its
 //! own 4 KB-page mapping from malloc. So the weights are carved out of large
 //! slabs (32 MB, aligned to 2 MB) marked `MADV_HUGEPAGE` before they are
-//! written: smollm2's decode got ~6% faster and its prompt ~2%
-//! (BENCHMARKS "Weights in 2 MB pages"). The floats are the same.
+//! written: smollm2's decode got ~7% faster and its prompt ~1% (BENCHMARKS
+//! "Minimums by row group, L2 prefetch, weights in 2 MB pages"). The floats
+//! are the same.
 //!
 //! A [`WeightBuf`] owns its byte range of a slab exclusively (cloning copies
 //! it into a new range); a slab is unmapped when its last buffer is dropped.
 //! Where huge pages are unavailable the slab is ordinary memory, and where
 //! the mapping itself fails the buffer is an ordinary `Vec`.
 
-use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
@@ -75,7 +75,6 @@ enum Store<T> {
 /// data, in huge-page slabs (see the module note). Derefs to `[T]`.
 pub struct WeightBuf<T: Copy + Default> {
     store: Store<T>,
-    _t: PhantomData<T>,
 }
 
 impl<T: Copy + Default> WeightBuf<T> {
@@ -92,11 +91,11 @@ impl<T: Copy + Default> WeightBuf<T> {
     fn alloc(len: usize) -> Self {
         let bytes = len * std::mem::size_of::<T>();
         if bytes == 0 || std::mem::align_of::<T>() > 64 {
-            return WeightBuf { store: Store::Vec(vec![T::default(); len]), _t: PhantomData };
+            return WeightBuf { store: Store::Vec(vec![T::default(); len]) };
         }
         match carve(bytes) {
-            Some((slab, off)) => WeightBuf { store: Store::Slab { slab, off, len }, _t: PhantomData },
-            None => WeightBuf { store: Store::Vec(vec![T::default(); len]), _t: PhantomData },
+            Some((slab, off)) => WeightBuf { store: Store::Slab { slab, off, len } },
+            None => WeightBuf { store: Store::Vec(vec![T::default(); len]) },
         }
     }
 
@@ -140,20 +139,13 @@ impl<T: Copy + Default> Clone for WeightBuf<T> {
 
 impl<T: Copy + Default> Default for WeightBuf<T> {
     fn default() -> Self {
-        WeightBuf { store: Store::Vec(Vec::new()), _t: PhantomData }
+        WeightBuf { store: Store::Vec(Vec::new()) }
     }
 }
 
 impl<T: Copy + Default> std::fmt::Debug for WeightBuf<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WeightBuf({} values)", self.len())
-    }
-}
-
-impl<T: Copy + Default> FromIterator<T> for WeightBuf<T> {
-    fn from_iter<I: IntoIterator<Item = T>>(it: I) -> Self {
-        let v: Vec<T> = it.into_iter().collect();
-        Self::from_slice(&v)
     }
 }
 
