@@ -477,3 +477,65 @@ fn tile_shapes_parse_or_are_refused() {
         assert_eq!(parse_shape(bad, 4), None, "`{bad}`");
     }
 }
+
+/// The f32s with these bit patterns through `avx512::expf16` and `f32::exp`
+/// (libm's `expf`), bit for bit (NaNs: both NaN). Returns how many.
+#[cfg(target_arch = "x86_64")]
+fn expf16_agrees_with_libm(bits: impl Iterator<Item = u32>) -> u64 {
+    use std::arch::x86_64::*;
+    let (mut x, mut y, mut n, mut checked) = ([0f32; 16], [0f32; 16], 0, 0u64);
+    let check = |x: &[f32; 16], y: &mut [f32; 16], n: usize| {
+        // SAFETY: callers check the CPU has AVX-512.
+        unsafe { _mm512_storeu_ps(y.as_mut_ptr(), super::avx512::expf16(_mm512_loadu_ps(x.as_ptr()))) };
+        for l in 0..n {
+            let want = x[l].exp();
+            assert!(
+                y[l].to_bits() == want.to_bits() || (y[l].is_nan() && want.is_nan()),
+                "expf16({:e} = {:#010x}) = {:e}, libm {:e}",
+                x[l],
+                x[l].to_bits(),
+                y[l],
+                want
+            );
+        }
+    };
+    for b in bits {
+        x[n] = f32::from_bits(b);
+        n += 1;
+        if n == 16 {
+            check(&x, &mut y, n);
+            checked += 16;
+            n = 0;
+        }
+    }
+    check(&x, &mut y, n);
+    checked + n as u64
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn expf16_is_libm_expf_on_a_spread_of_inputs() {
+    if !super::avx512::available() {
+        return;
+    }
+    // Every 997th bit pattern (all exponents, both signs, NaNs, infinities)…
+    assert!(expf16_agrees_with_libm((0..=u32::MAX).step_by(997)) > 4_000_000);
+    // …every pattern around the edges of glibc's special ranges…
+    for edge in [0xc2ce8ed0u32, 0xc2cff1b4, 0x42b17217, 0xc2b00000, 0x42b00000, 0xff800000, 0x7f800000, 0x80000000, 0] {
+        expf16_agrees_with_libm(edge.saturating_sub(5000)..=edge.saturating_add(5000));
+    }
+    // …and every 61st pattern of the attention's usual arguments, [−16, 0].
+    expf16_agrees_with_libm((0x8000_0000..=0xc180_0000u32).step_by(61));
+}
+
+/// All 2^32 inputs (a minute or two in release):
+/// `cargo test --release --lib expf16 -- --ignored`.
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore]
+fn expf16_is_libm_expf_on_every_f32() {
+    if !super::avx512::available() {
+        return;
+    }
+    assert_eq!(expf16_agrees_with_libm(0..=u32::MAX), 1 << 32);
+}
