@@ -223,28 +223,52 @@ impl Rope {
         if x.len() != b * s * heads * d {
             return Err(gen_err(format!("rope: {} values for {b}×{s}×{heads}×{d}", x.len())));
         }
-        for (r, row) in x.chunks_exact_mut(d).enumerate() {
-            let t = (r / heads) % s;
-            let c = &self.cos[(pos + t) * half..(pos + t + 1) * half];
-            let sn = &self.sin[(pos + t) * half..(pos + t + 1) * half];
-            match self.style {
-                RopeStyle::Interleaved => {
-                    for i in 0..half {
-                        let (x0, x1) = (row[2 * i], row[2 * i + 1]);
-                        row[2 * i] = x0.mul_add(c[i], -(x1 * sn[i]));
-                        row[2 * i + 1] = x0.mul_add(sn[i], x1 * c[i]);
-                    }
+        let (cos, sin) = (&self.cos[pos * half..(pos + s) * half], &self.sin[pos * half..(pos + s) * half]);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has FMA.
+            unsafe { rotate_fma(self.style, x, s, heads, half, cos, sin) };
+            return Ok(());
+        }
+        rotate(self.style, x, s, heads, half, cos, sin);
+        Ok(())
+    }
+}
+
+/// `rotate` compiled with FMA: `mul_add` is then one instruction instead of
+/// a call into the software `fmaf` (same result: a fused multiply-add is
+/// exactly rounded either way). Without it, rope took 0.3 ms of a batch-of-4
+/// decode step on smollm2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn rotate_fma(style: RopeStyle, x: &mut [f32], s: usize, heads: usize, half: usize, cos: &[f32], sin: &[f32]) {
+    rotate(style, x, s, heads, half, cos, sin)
+}
+
+/// Rope on rows of `2·half` values, [b][s][heads] order; `cos`/`sin` hold
+/// the `s` positions' angles, `half` each.
+#[inline(always)]
+fn rotate(style: RopeStyle, x: &mut [f32], s: usize, heads: usize, half: usize, cos: &[f32], sin: &[f32]) {
+    for (r, row) in x.chunks_exact_mut(2 * half).enumerate() {
+        let t = (r / heads) % s;
+        let c = &cos[t * half..(t + 1) * half];
+        let sn = &sin[t * half..(t + 1) * half];
+        match style {
+            RopeStyle::Interleaved => {
+                for i in 0..half {
+                    let (x0, x1) = (row[2 * i], row[2 * i + 1]);
+                    row[2 * i] = x0.mul_add(c[i], -(x1 * sn[i]));
+                    row[2 * i + 1] = x0.mul_add(sn[i], x1 * c[i]);
                 }
-                RopeStyle::Neox => {
-                    for i in 0..half {
-                        let (x0, x1) = (row[i], row[i + half]);
-                        row[i] = x0.mul_add(c[i], -(x1 * sn[i]));
-                        row[i + half] = x0.mul_add(sn[i], x1 * c[i]);
-                    }
+            }
+            RopeStyle::Neox => {
+                for i in 0..half {
+                    let (x0, x1) = (row[i], row[i + half]);
+                    row[i] = x0.mul_add(c[i], -(x1 * sn[i]));
+                    row[i + half] = x0.mul_add(sn[i], x1 * c[i]);
                 }
             }
         }
-        Ok(())
     }
 }
 
