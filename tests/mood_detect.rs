@@ -284,7 +284,7 @@ fn int8_forward_matches_candle_bert() {
 #[test]
 fn chunk_plan_keeps_order_and_bounds() {
     let counts = [300, 30, 5, 200, 7, 6, 31, 128, 129, 600];
-    let plan = mood::embed::plan_chunks(&counts);
+    let plan = mood::embed::plan_chunks(&counts, 2);
     let flat: Vec<usize> = plan.iter().flat_map(|r| r.clone()).collect();
     assert_eq!(flat, (0..counts.len()).collect::<Vec<_>>());
     for r in &plan {
@@ -292,7 +292,13 @@ fn chunk_plan_keeps_order_and_bounds() {
         assert!(tokens <= 256 || r.len() == 1, "{r:?}: {tokens} tokens");
     }
     assert_eq!(plan, vec![0..1, 1..6, 6..8, 8..9, 9..10]);
-    assert!(mood::embed::plan_chunks(&[]).is_empty());
+    assert!(mood::embed::plan_chunks(&[], 2).is_empty());
+    // A few texts that fit one chunk go one part per core, by tokens.
+    assert_eq!(mood::embed::plan_chunks(&[45, 34, 44, 45], 2), vec![0..2, 2..4]);
+    assert_eq!(mood::embed::plan_chunks(&[45, 34, 44, 45], 1), vec![0..4]);
+    assert_eq!(mood::embed::plan_chunks(&[10, 10, 10, 90], 2), vec![0..3, 3..4]);
+    assert_eq!(mood::embed::plan_chunks(&[90, 1, 1], 3), vec![0..1, 1..2, 2..3]);
+    assert_eq!(mood::embed::plan_chunks(&[40], 2), vec![0..1]);
 }
 
 #[test]

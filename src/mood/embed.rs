@@ -240,7 +240,7 @@ impl Embedder {
 /// engine's pool (all cores); many chunks run one per core (rayon), each on a
 /// one-thread pool, so the small f32 parts get every core too.
 fn embed_int8(q: &QBert, encs: &[Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let chunks = plan_chunks(&encs.iter().map(|e| e.get_ids().len()).collect::<Vec<_>>());
+    let chunks = plan_chunks(&encs.iter().map(|e| e.get_ids().len()).collect::<Vec<_>>(), pool::global().threads());
     let run = |c: &std::ops::Range<usize>, p: &Pool| {
         let ids: Vec<&[u32]> = encs[c.clone()].iter().map(|e| e.get_ids()).collect();
         q.embed_ids(&ids, p)
@@ -255,8 +255,11 @@ fn embed_int8(q: &QBert, encs: &[Encoding]) -> Result<Vec<Vec<f32>>, EmbedError>
 }
 
 /// Consecutive ranges of texts with at most [`CHUNK_TOKENS`] tokens each
-/// (a longer text is a chunk of its own).
-pub fn plan_chunks(token_counts: &[usize]) -> Vec<std::ops::Range<usize>> {
+/// (a longer text is a chunk of its own). Several texts that would fit one
+/// chunk (a draft's n candidates) are instead cut into up to `cores` ranges
+/// of about equal tokens: each core then embeds its part, f32 work included
+/// (4 drafts, 168 tokens, 2 cores: 24 → 19 ms).
+pub fn plan_chunks(token_counts: &[usize], cores: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut begin, mut tokens) = (0, 0);
     for (i, &n) in token_counts.iter().enumerate() {
@@ -270,6 +273,31 @@ pub fn plan_chunks(token_counts: &[usize]) -> Vec<std::ops::Range<usize>> {
     if begin < token_counts.len() {
         out.push(begin..token_counts.len());
     }
+    let parts = cores.min(token_counts.len());
+    if out.len() == 1 && parts > 1 {
+        return split_even(token_counts, parts);
+    }
+    out
+}
+
+/// `parts` consecutive non-empty ranges, each ending where the running token
+/// count comes closest to its share of the total.
+fn split_even(token_counts: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let total: usize = token_counts.iter().sum();
+    let (mut out, mut begin, mut acc) = (Vec::with_capacity(parts), 0, 0usize);
+    for j in 1..parts {
+        let goal = total * j / parts;
+        let mut end = begin + 1;
+        acc += token_counts[begin];
+        // Leave at least one text for each part still to come.
+        while end < token_counts.len() - (parts - j) && (acc + token_counts[end]).abs_diff(goal) < acc.abs_diff(goal) {
+            acc += token_counts[end];
+            end += 1;
+        }
+        out.push(begin..end);
+        begin = end;
+    }
+    out.push(begin..token_counts.len());
     out
 }
 
