@@ -265,26 +265,48 @@ fn by_logit_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
 /// The `k` best finite logits as (id, logit), best first (ties: lower id
 /// first). One pass over the vocabulary: a token worse than the k-th best of
 /// those kept so far cannot make the final k, so only the few that beat it
-/// are stored, and the store is cut back to k whenever it reaches 2k. (It
-/// was: every finite logit collected, then `select_nth_unstable` on the
-/// 49 152 of smollm2 — a fifth of a millisecond per token per candidate.)
+/// are stored, and the store is cut back to k whenever it reaches 2k; runs of
+/// 16 logits below the k-th best are skipped with one vector compare. (It
+/// was: every finite logit collected, then `select_nth_unstable`. A sample
+/// with the default parameters: 74 → 19 µs on smollm2's 49 152 tokens,
+/// 217 → 37 µs on qwen2.5's 151 936; `examples/samp_mb.rs`.)
 fn top_k(logits: &[f32], k: usize, out: &mut Vec<(u32, f32)>) {
     out.clear();
     let mut kth: Option<(u32, f32)> = None;
-    for (i, &l) in logits.iter().enumerate() {
+    let mut consider = |i: usize, l: f32, kth: &mut Option<(u32, f32)>| {
         if !l.is_finite() {
-            continue;
+            return;
         }
         let c = (i as u32, l);
         if kth.is_some_and(|t| by_logit_desc(&c, &t).is_gt()) {
-            continue;
+            return;
         }
         out.push(c);
         if out.len() == 2 * k {
             out.select_nth_unstable_by(k - 1, by_logit_desc);
             out.truncate(k);
-            kth = Some(out[k - 1]);
+            *kth = Some(out[k - 1]);
         }
+    };
+    const LANES: usize = 16;
+    let chunks = logits.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (ci, chunk) in chunks.enumerate() {
+        // Most chunks hold nothing that reaches the k-th best: one vector
+        // compare skips them (NaN and −inf never pass `>=`; a tie is looked
+        // at one by one).
+        if let Some(t) = kth {
+            if !chunk.iter().fold(false, |any, &l| any | (l >= t.1)) {
+                continue;
+            }
+        }
+        for (j, &l) in chunk.iter().enumerate() {
+            consider(ci * LANES + j, l, &mut kth);
+        }
+    }
+    let base = logits.len() - tail.len();
+    for (j, &l) in tail.iter().enumerate() {
+        consider(base + j, l, &mut kth);
     }
     if out.len() > k {
         out.select_nth_unstable_by(k - 1, by_logit_desc);
