@@ -248,10 +248,12 @@ const EXP2F_TAB: [u64; 32] = [
 /// same f64 operations with the same fusions (read from the library's
 /// machine code), the same table, and its out-of-range answers (0 below
 /// −103.97, the smallest subnormal down to −103.28, +inf above 88.72, NaN
-/// kept). Checked against `f32::exp` on every f32 (`expf16_is_libm_expf`).
+/// kept). Checked against `f32::exp` on every f32
+/// (`kernels::tests::expf16_is_libm_expf_on_every_f32`, ignored by default;
+/// a spread of inputs runs by default).
 ///
 /// # Safety
-/// CPU has AVX-512F.
+/// CPU has AVX-512 F and DQ.
 #[target_feature(enable = "avx512f,avx512dq")]
 pub unsafe fn expf16(x: __m512) -> __m512 {
     let inv_ln2_n = _mm512_set1_pd(f64::from_bits(0x40471547652b82fe));
