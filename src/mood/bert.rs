@@ -23,7 +23,7 @@ use std::path::Path;
 use candle_core::Device;
 use candle_transformers::models::bert::{Config, HiddenAct};
 
-use crate::engine::kernels::{self, pool::Pool, Packed};
+use crate::engine::kernels::{self, dispatch_f32, pool::Pool, Packed};
 
 use super::embed::EmbedError;
 
@@ -284,38 +284,7 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], scores: &mut Vec<
     }
 }
 
-/// Whether the f32 parts may use AVX2+FMA (checked once).
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *F.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// The f32 loops compiled twice: plain, and with AVX2+FMA enabled (the
-/// same code, auto-vectorised 8 wide), picked at run time.
-macro_rules! dispatch {
-    ($(fn $name:ident / $fast:ident ($($a:ident : $t:ty),*) => $generic:path;)*) => {$(
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $fast($($a: $t),*) {
-            $generic($($a),*)
-        }
-        fn $name($($a: $t),*) {
-            #[cfg(target_arch = "x86_64")]
-            if avx2() {
-                // SAFETY: the CPU has AVX2 and FMA (checked by `avx2()`).
-                return unsafe { $fast($($a),*) };
-            }
-            $generic($($a),*)
-        }
-    )*};
-}
-
-dispatch! {
+dispatch_f32! {
     fn layer_norm_fast / layer_norm_avx2 (x: &mut [f32], h: usize, n: &Norm, eps: f32) => layer_norm;
     fn gelu_fast / gelu_avx2 (x: &mut [f32]) => gelu_erf_in_place;
     fn add_bias_fast / add_bias_avx2 (x: &mut [f32], b: &[f32]) => add_bias;

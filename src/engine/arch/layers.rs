@@ -224,25 +224,16 @@ impl Rope {
             return Err(gen_err(format!("rope: {} values for {b}×{s}×{heads}×{d}", x.len())));
         }
         let (cos, sin) = (&self.cos[pos * half..(pos + s) * half], &self.sin[pos * half..(pos + s) * half]);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has FMA.
-            unsafe { rotate_fma(self.style, x, s, heads, half, cos, sin) };
-            return Ok(());
-        }
-        rotate(self.style, x, s, heads, half, cos, sin);
+        rotate_fast(self.style, x, s, heads, half, cos, sin);
         Ok(())
     }
 }
 
-/// `rotate` compiled with FMA: `mul_add` is then one instruction instead of
-/// a call into the software `fmaf` (same result: a fused multiply-add is
-/// exactly rounded either way). Without it, rope took 0.3 ms of a batch-of-4
-/// decode step on smollm2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn rotate_fma(style: RopeStyle, x: &mut [f32], s: usize, heads: usize, half: usize, cos: &[f32], sin: &[f32]) {
-    rotate(style, x, s, heads, half, cos, sin)
+// With FMA, `mul_add` is one instruction instead of a call into the software
+// `fmaf` (same result: a fused multiply-add is exactly rounded either way);
+// without it, rope took 0.3 ms of a batch-of-4 decode step on smollm2.
+kernels::dispatch_f32! {
+    fn rotate_fast / rotate_avx2 (style: RopeStyle, x: &mut [f32], s: usize, heads: usize, half: usize, cos: &[f32], sin: &[f32]) => rotate;
 }
 
 /// Rope on rows of `2·half` values, [b][s][heads] order; `cos`/`sin` hold

@@ -345,6 +345,41 @@ pub fn matmul_many_with(ws: &[&Packed], x: &[f32], m: usize, outs: &mut [&mut [f
     pool.run(tasks.len(), &task);
 }
 
+/// Whether plain f32 loops may be compiled with AVX2 + FMA (checked once).
+pub fn f32_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static F: OnceLock<bool> = OnceLock::new();
+        *F.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// f32 loops compiled twice: plain, and with AVX2 + FMA enabled (the same
+/// code, auto-vectorised 8 wide, `mul_add` one instruction instead of a call
+/// into the software `fmaf`), picked at run time by [`f32_simd`]. The
+/// generic function must be `#[inline(always)]` so its body is compiled
+/// into the fast copy. Neither copy reorders a float operation.
+macro_rules! dispatch_f32 {
+    ($(fn $name:ident / $fast:ident ($($a:ident : $t:ty),*) => $generic:path;)*) => {$(
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $fast($($a: $t),*) {
+            $generic($($a),*)
+        }
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            if $crate::engine::kernels::f32_simd() {
+                // SAFETY: the CPU has AVX2 and FMA (checked by `f32_simd`).
+                return unsafe { $fast($($a),*) };
+            }
+            $generic($($a),*)
+        }
+    )*};
+}
+pub(crate) use dispatch_f32;
+
 /// Calls `$isa::tile::<kind, T, R>` with the const generics picked from
 /// runtime values: `$t` tokens and `$r` rows per tile (rows for `avx2`, row
 /// pairs for `avx512`), each 1..=4.
